@@ -1,0 +1,66 @@
+"""mangodb: the training-runs database.
+
+Training scripts import plain functions from here::
+
+    from training_db import insert_run, update_run_status, attach_crash_data
+
+They act on the database chosen by the ``TRAINING_DB_*`` environment variables (or by
+:func:`configure`). :class:`TrainingDB` offers the same functions as methods for code that
+talks to two databases at once.
+"""
+
+from training_db.api import (
+    attach_blog_post,
+    attach_conversation,
+    attach_crash_data,
+    configure,
+    delete_tag,
+    get_db,
+    get_run,
+    get_stats,
+    get_tags,
+    init_db,
+    insert_run,
+    query_runs,
+    set_tags,
+    update_run_status,
+)
+from training_db.db import TrainingDB
+from training_db.errors import (
+    DatabaseUnavailableError,
+    DatabaseWriteError,
+    DuplicateError,
+    DuplicateWandbRunIdError,
+    ObjectiveAlreadyExistsError,
+    RunAlreadyExistsError,
+    RunNotFoundError,
+    SchemaVersionError,
+    TrainingDBError,
+)
+
+__all__ = [
+    "DatabaseUnavailableError",
+    "DatabaseWriteError",
+    "DuplicateError",
+    "DuplicateWandbRunIdError",
+    "ObjectiveAlreadyExistsError",
+    "RunAlreadyExistsError",
+    "RunNotFoundError",
+    "SchemaVersionError",
+    "TrainingDB",
+    "TrainingDBError",
+    "attach_blog_post",
+    "attach_conversation",
+    "attach_crash_data",
+    "configure",
+    "delete_tag",
+    "get_db",
+    "get_run",
+    "get_stats",
+    "get_tags",
+    "init_db",
+    "insert_run",
+    "query_runs",
+    "set_tags",
+    "update_run_status",
+]

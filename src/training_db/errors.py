@@ -1,0 +1,93 @@
+"""The exception hierarchy, and the one place where driver errors are translated.
+
+Bad arguments raise ``ValueError`` (or a subclass below) with a message naming the bad value
+and the valid ones. Everything raised on purpose derives from :class:`TrainingDBError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import exc as sa_exc
+
+
+class TrainingDBError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class RunNotFoundError(TrainingDBError, LookupError):
+    """No run has the given ``run_id``."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no training run with run_id={run_id!r}")
+        self.run_id = run_id
+
+
+class DuplicateError(TrainingDBError, ValueError):
+    """A write would duplicate something that must be unique; nothing was written."""
+
+
+class RunAlreadyExistsError(DuplicateError):
+    """A run with this ``run_id`` exists already."""
+
+
+class DuplicateWandbRunIdError(DuplicateError):
+    """Another run already carries this W&B run id."""
+
+
+class ObjectiveAlreadyExistsError(DuplicateError):
+    """The run already has an objective of this name."""
+
+
+class SchemaVersionError(TrainingDBError):
+    """The database schema is not at the revision this code expects."""
+
+
+class DatabaseUnavailableError(TrainingDBError):
+    """The database could not be reached or opened (the message says why)."""
+
+
+class DatabaseWriteError(TrainingDBError):
+    """The database refused a write for a reason outside the caller's arguments."""
+
+
+_UNIQUE_MARKERS = ("unique constraint", "duplicate key value", "unique_violation")
+_WANDB_ID = re.compile(r"wandb_run_id")
+_OBJECTIVE = re.compile(r"run_objectives")
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Turn driver errors into this package's errors, chained ``from`` the original.
+
+    Pre-checks in the repository give the precise message in the usual case; this catches
+    what slips past them (two writers racing for the same id, a server gone away).
+    """
+    try:
+        yield
+    except sa_exc.IntegrityError as exc:
+        raise _translate_integrity_error(exc) from exc
+    except sa_exc.OperationalError as exc:
+        raise DatabaseUnavailableError(describe_operational_error(exc)) from exc
+
+
+def _translate_integrity_error(exc: sa_exc.IntegrityError) -> TrainingDBError:
+    message = str(exc.orig)
+    lowered = message.lower()
+    if any(marker in lowered for marker in _UNIQUE_MARKERS):
+        if _WANDB_ID.search(message):
+            return DuplicateWandbRunIdError("another run already has this wandb_run_id")
+        if _OBJECTIVE.search(message):
+            return ObjectiveAlreadyExistsError("the run already has an objective of this name")
+        return RunAlreadyExistsError("a run with this run_id already exists")
+    first_line = message.strip().splitlines()[0] if message.strip() else type(exc.orig).__name__
+    return DatabaseWriteError(f"the database rejected the write: {first_line}")
+
+
+def describe_operational_error(exc: sa_exc.OperationalError) -> str:
+    """A one-line cause for an operational error, without the statement or the URL."""
+    text = str(exc.orig).strip()
+    first_line = text.splitlines()[0] if text else type(exc.orig).__name__
+    return f"database unavailable: {first_line}"

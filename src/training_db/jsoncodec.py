@@ -1,0 +1,166 @@
+"""Lossless JSON documents for configs, summaries and tags.
+
+Two steps, both pure functions:
+
+* :func:`to_jsonable` turns what training code really holds (NumPy scalars and arrays,
+  ``datetime``, ``Path``, ``Enum``, tuples, sets) into plain JSON values, and names the key
+  path of anything it cannot convert.
+* :func:`encode_document` / :func:`decode_document` map the values that a database's JSON
+  type cannot hold onto small tagged objects and back. PostgreSQL's JSON types reject NaN,
+  ±Infinity and the NUL character, and JSONB prints large floats without an exponent (so
+  ``1e16`` would come back as an int). A tagged object is a one-key dict:
+
+  ``{"$float": "NaN" | "Infinity" | "-Infinity" | "<repr>"}``
+      a non-finite float, or a float of magnitude >= 1e16;
+  ``{"$str0": ["part", "part"]}``
+      a string containing NUL characters, split at them;
+  ``{"$literal": {...}}``
+      a user dict that happens to have exactly one of these reserved keys, escaped.
+
+  Everything else is stored as itself, so SQL JSON functions on the stored document work
+  as users expect (a finite number is a JSON number).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+_FLOAT_TAG = "$float"
+_NUL_STRING_TAG = "$str0"
+_LITERAL_TAG = "$literal"
+_RESERVED_KEYS = frozenset({_FLOAT_TAG, _NUL_STRING_TAG, _LITERAL_TAG})
+_LARGE_FLOAT = 1e16
+
+
+class NotJSONSerializableError(TypeError, ValueError):
+    """A value in a document has no JSON form; the message names its key path."""
+
+
+def to_jsonable(value: Any, path: str = "$") -> Any:
+    """Convert ``value`` to plain JSON types (dict with str keys, list, str, int, float, bool, None).
+
+    Raises NotJSONSerializableError naming the key path (``$.training.optimizer``) of the
+    first value that has no natural JSON form.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, enum.Enum):  # before str/int: StrEnum and IntEnum are both
+        return to_jsonable(value.value, path)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):  # numpy.float64 subclasses float
+        return float(value)
+    if isinstance(value, Mapping):
+        converted: dict[str, Any] = {}
+        for key, item in value.items():
+            text_key = _json_key(key, path)
+            converted[text_key] = to_jsonable(item, f"{path}.{text_key}")
+        return converted
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, (set, frozenset)):
+        return [to_jsonable(item, f"{path}[]") for item in sorted(value, key=repr)]
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    if type(value).__module__ == "numpy":
+        return _numpy_to_jsonable(value, path)
+    raise NotJSONSerializableError(
+        f"value at {path} of type {type(value).__name__} cannot be stored as JSON"
+    )
+
+
+def _json_key(key: Any, path: str) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (int, float, bool)) or key is None:
+        return json.dumps(key)
+    if isinstance(key, enum.Enum):
+        return str(key.value)
+    raise NotJSONSerializableError(
+        f"key {key!r} at {path} of type {type(key).__name__} cannot be a JSON object key"
+    )
+
+
+def _numpy_to_jsonable(value: Any, path: str) -> Any:
+    """NumPy scalars and arrays by duck typing, so NumPy is never imported here."""
+    if hasattr(value, "tolist"):
+        return to_jsonable(value.tolist(), path)
+    if hasattr(value, "item"):
+        return to_jsonable(value.item(), path)
+    raise NotJSONSerializableError(  # pragma: no cover - every numpy value has tolist()
+        f"value at {path} of type numpy.{type(value).__name__} cannot be stored as JSON"
+    )
+
+
+def encode_document(value: Any) -> Any:
+    """Map a plain JSON value to the form stored in the database (see the module docstring)."""
+    if isinstance(value, float):
+        if not math.isfinite(value) or abs(value) >= _LARGE_FLOAT:
+            return {_FLOAT_TAG: _float_text(value)}
+        return value
+    if isinstance(value, str):
+        if "\x00" in value:
+            return {_NUL_STRING_TAG: value.split("\x00")}
+        return value
+    if isinstance(value, dict):
+        encoded = {_encode_key(key): encode_document(item) for key, item in value.items()}
+        if len(value) == 1 and next(iter(value)) in _RESERVED_KEYS:
+            return {_LITERAL_TAG: encoded}
+        return encoded
+    if isinstance(value, list):
+        return [encode_document(item) for item in value]
+    return value
+
+
+def _encode_key(key: str) -> str:
+    if "\x00" in key:
+        raise NotJSONSerializableError(f"object key {key!r} contains a NUL character")
+    return key
+
+
+def _float_text(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(value)
+
+
+def decode_document(value: Any) -> Any:
+    """Invert :func:`encode_document`."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((key, item),) = value.items()
+            if key == _FLOAT_TAG and isinstance(item, str):
+                return float(item)
+            if key == _NUL_STRING_TAG and isinstance(item, list):
+                return "\x00".join(item)
+            if key == _LITERAL_TAG and isinstance(item, dict):
+                return {k: decode_document(v) for k, v in item.items()}
+        return {key: decode_document(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [decode_document(item) for item in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    """JSON text of a decoded document, NaN and ±Infinity as Python's json module writes them.
+
+    Keys are sorted so the text is the same on SQLite and PostgreSQL (JSONB keeps no order).
+    """
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)

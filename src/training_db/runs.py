@@ -1,0 +1,448 @@
+"""Repository functions for runs, tags and stats.
+
+Each function takes a ``Session`` and never commits: the caller (``TrainingDB``) owns the
+transaction, so a composite call is one transaction and a failure anywhere writes nothing.
+Arguments are validated before the first statement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from training_db import filters, jsoncodec, portable
+from training_db.errors import (
+    DuplicateWandbRunIdError,
+    RunAlreadyExistsError,
+    RunNotFoundError,
+)
+from training_db.extraction import extract_columns
+from training_db.models import (
+    RUN_ID_MAX_LENGTH,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    RunTag,
+    TrainingRun,
+)
+from training_db.types import as_utc, utc_now
+
+TAG_KEY_MAX_LENGTH: Final = 255
+# W&B summary keys that fill columns when a summary is stored.
+SUMMARY_LOSS_KEY: Final = "train/loss"
+SUMMARY_STEP_KEY: Final = "_step"
+SUMMARY_RUNTIME_KEY: Final = "_runtime"
+
+RunDict = dict[str, Any]
+
+
+# --- argument checks ------------------------------------------------------------------------
+
+
+def validate_run_id(run_id: Any) -> str:
+    """A run id is a non-empty string of at most 255 characters."""
+    if not isinstance(run_id, str):
+        raise ValueError(f"run_id must be a string, got {type(run_id).__name__}")
+    if not run_id or not run_id.strip():
+        raise ValueError("run_id must not be empty")
+    if len(run_id) > RUN_ID_MAX_LENGTH:
+        raise ValueError(f"run_id must be at most {RUN_ID_MAX_LENGTH} characters, got {len(run_id)}")
+    return _check_text("run_id", run_id)
+
+
+def validate_status(status: Any) -> str:
+    if status not in RUN_STATUSES:
+        raise ValueError(f"unknown status {status!r}; valid: {', '.join(RUN_STATUSES)}")
+    return str(status)
+
+
+def _check_text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise ValueError(f"{name} must not contain NUL characters")
+    return value
+
+
+def _optional_text(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    return _check_text(name, value)
+
+
+def optional_number(name: str, value: Any) -> float | None:
+    """A number for a float column; NaN becomes NULL (SQLite cannot store NaN in a column)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        value = jsoncodec.to_jsonable(value) if type(value).__module__ == "numpy" else value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def optional_int(name: str, value: Any) -> int | None:
+    number = optional_number(name, value)
+    if number is None:
+        return None
+    if not math.isfinite(number) or not number.is_integer():
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
+
+
+def optional_timestamp(name: str, value: Any) -> dt.datetime | None:
+    """A datetime or ISO 8601 string as aware UTC (naive means UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return as_utc(value)
+    if isinstance(value, str):
+        try:
+            return filters.parse_timestamp(value)
+        except ValueError:
+            pass
+    raise ValueError(f"{name} must be a datetime or an ISO 8601 string, got {value!r}")
+
+
+def _document(name: str, value: Any) -> dict[str, Any] | None:
+    """A JSON-able dict, checked now so that a bad value fails before anything is written."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be a dict, got {type(value).__name__}")
+    converted = jsoncodec.to_jsonable(value, path=name)
+    jsoncodec.encode_document(converted)  # raises on keys the database cannot hold
+    assert isinstance(converted, dict)
+    return converted
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+def load_run(session: Session, run_id: str, *, for_update: bool = False) -> TrainingRun:
+    """The run, or RunNotFoundError."""
+    statement = sa.select(TrainingRun).where(TrainingRun.run_id == run_id)
+    if for_update:
+        statement = statement.with_for_update()
+    run = session.scalars(statement).one_or_none()
+    if run is None:
+        raise RunNotFoundError(run_id)
+    return run
+
+
+def require_run(session: Session, run_id: str) -> None:
+    """RunNotFoundError unless the run exists (without loading it)."""
+    found = session.scalar(sa.select(TrainingRun.run_id).where(TrainingRun.run_id == run_id))
+    if found is None:
+        raise RunNotFoundError(run_id)
+
+
+def run_to_dict(run: TrainingRun, tags: Mapping[str, Any]) -> RunDict:
+    """Every column, JSON columns as JSON text under ``*_json``, parsed under short names."""
+    result: RunDict = {
+        name: getattr(run, name) for name in TrainingRun.__table__.columns.keys()
+    }
+    result["config_json"] = None if run.config_json is None else jsoncodec.dumps(run.config_json)
+    result["final_metrics_json"] = (
+        None if run.final_metrics_json is None else jsoncodec.dumps(run.final_metrics_json)
+    )
+    result["config"] = run.config_json
+    result["final_metrics"] = run.final_metrics_json
+    result["tags"] = dict(tags)
+    return result
+
+
+def tags_by_run(session: Session, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    ids = list(run_ids)
+    found: dict[str, dict[str, Any]] = {run_id: {} for run_id in ids}
+    if not ids:
+        return found
+    rows = session.execute(
+        sa.select(RunTag.run_id, RunTag.key, RunTag.value)
+        .where(RunTag.run_id.in_(ids))
+        .order_by(RunTag.run_id, RunTag.key)
+    )
+    for run_id, key, value in rows:
+        found[run_id][key] = value
+    return found
+
+
+def get_run(session: Session, run_id: str) -> RunDict | None:
+    validate_run_id(run_id)
+    run = session.get(TrainingRun, run_id)
+    if run is None:
+        return None
+    return run_to_dict(run, tags_by_run(session, [run_id])[run_id])
+
+
+def query_runs(
+    session: Session,
+    filters_: Mapping[str, Any] | None = None,
+    order_by: str = "created_at DESC",
+    limit: int = 100,
+) -> list[RunDict]:
+    dialect = session.get_bind().dialect.name
+    statement = (
+        sa.select(TrainingRun)
+        .where(*filters.run_filter_clauses(filters_, dialect))
+        .order_by(*filters.order_by_clauses(order_by))
+        .limit(filters.validate_limit(limit))
+    )
+    runs = list(session.scalars(statement))
+    tags = tags_by_run(session, [run.run_id for run in runs])
+    return [run_to_dict(run, tags[run.run_id]) for run in runs]
+
+
+def get_stats(session: Session) -> dict[str, int]:
+    """Run counts: total, per status (0 when none), with a blog post, with crash analysis."""
+    present = filters._presence  # same notion of "has" as the query filters
+    columns = [sa.func.count().label("total_runs")]
+    columns += [
+        sa.func.coalesce(sa.func.sum(sa.case((TrainingRun.status == status, 1), else_=0)), 0).label(
+            status
+        )
+        for status in RUN_STATUSES
+    ]
+    columns += [
+        sa.func.coalesce(
+            sa.func.sum(sa.case((present(TrainingRun.blog_post_url, True), 1), else_=0)), 0
+        ).label("with_blog_posts"),
+        sa.func.coalesce(
+            sa.func.sum(sa.case((present(TrainingRun.crash_analysis_s3_key, True), 1), else_=0)),
+            0,
+        ).label("with_crash_analysis"),
+    ]
+    row = session.execute(sa.select(*columns)).one()
+    return {key: int(value) for key, value in row._mapping.items()}
+
+
+# --- writes -----------------------------------------------------------------------------------
+
+
+def insert_run(
+    session: Session,
+    run_id: str,
+    wandb_run_id: str | None,
+    config_dict: Mapping[str, Any] | None,
+    chain_of_custody_id: str | None = None,
+    *,
+    run_name: str | None = None,
+    config_file_path: str | os.PathLike[str] | None = None,
+    host: str | None = None,
+    instance_id: str | None = None,
+    created_at: dt.datetime | str | None = None,
+) -> None:
+    """Create a run in status ``launched`` with its whole config and the extracted columns."""
+    validate_run_id(run_id)
+    config = _document("config_dict", config_dict)
+    values: dict[str, Any] = {
+        "run_id": run_id,
+        "wandb_run_id": _optional_text("wandb_run_id", wandb_run_id),
+        "chain_of_custody_id": _optional_text("chain_of_custody_id", chain_of_custody_id),
+        "run_name": _optional_text("run_name", run_name),
+        "config_file_path": _optional_text("config_file_path", config_file_path),
+        "host": _optional_text("host", host),
+        "instance_id": _optional_text("instance_id", instance_id),
+        "created_at": optional_timestamp("created_at", created_at) or utc_now(),
+        "status": "launched",
+        "config_json": config,
+        **extract_columns(config),
+    }
+    if session.get(TrainingRun, run_id) is not None:
+        raise RunAlreadyExistsError(f"a run with run_id={run_id!r} already exists")
+    _check_wandb_run_id_free(session, values["wandb_run_id"], run_id)
+    session.add(TrainingRun(**values))
+    session.flush()
+
+
+def _check_wandb_run_id_free(session: Session, wandb_run_id: str | None, run_id: str) -> None:
+    if wandb_run_id is None:
+        return
+    owner = session.scalar(
+        sa.select(TrainingRun.run_id).where(TrainingRun.wandb_run_id == wandb_run_id)
+    )
+    if owner is not None and owner != run_id:
+        raise DuplicateWandbRunIdError(
+            f"wandb_run_id={wandb_run_id!r} already belongs to run {owner!r}"
+        )
+
+
+def summary_columns(summary: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``final_loss``, ``total_training_steps``, ``duration_seconds`` found in a W&B summary."""
+    if not summary:
+        return {}
+    found: dict[str, Any] = {}
+    for column, key, convert in (
+        ("final_loss", SUMMARY_LOSS_KEY, optional_number),
+        ("total_training_steps", SUMMARY_STEP_KEY, optional_int),
+        ("duration_seconds", SUMMARY_RUNTIME_KEY, optional_number),
+    ):
+        value = summary.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                found[column] = convert(key, value)
+            except ValueError:
+                continue
+    return found
+
+
+def update_run_status(
+    session: Session,
+    run_id: str,
+    status: str,
+    *,
+    duration_seconds: float | None = None,
+    final_metrics_json: Mapping[str, Any] | None = None,
+    ended_at: dt.datetime | str | None = None,
+    started_at: dt.datetime | str | None = None,
+    wandb_run_id: str | None = None,
+    wandb_url: str | None = None,
+    final_loss: float | None = None,
+    total_training_steps: int | None = None,
+) -> None:
+    """Set the status and the given fields; lifecycle timestamps follow the status."""
+    validate_run_id(run_id)
+    validate_status(status)
+    summary = _document("final_metrics_json", final_metrics_json)
+    given: dict[str, Any] = {
+        "duration_seconds": optional_number("duration_seconds", duration_seconds),
+        "ended_at": optional_timestamp("ended_at", ended_at),
+        "started_at": optional_timestamp("started_at", started_at),
+        "wandb_run_id": _optional_text("wandb_run_id", wandb_run_id),
+        "wandb_url": _optional_text("wandb_url", wandb_url),
+        "final_loss": optional_number("final_loss", final_loss),
+        "total_training_steps": optional_int("total_training_steps", total_training_steps),
+    }
+    values = {key: value for key, value in summary_columns(summary).items()}
+    values.update({key: value for key, value in given.items() if value is not None})
+    if summary is not None:
+        values["final_metrics_json"] = summary
+    run = load_run(session, run_id, for_update=True)
+    _check_wandb_run_id_free(session, values.get("wandb_run_id"), run_id)
+    apply_status(run, status, values)
+    session.flush()
+
+
+def apply_status(run: TrainingRun, status: str, values: Mapping[str, Any]) -> None:
+    """Set ``status`` and ``values`` on ``run``, filling the lifecycle timestamps.
+
+    ``running`` sets ``started_at`` (now) unless given or already set; a terminal status sets
+    ``ended_at`` likewise, and ``duration_seconds`` from ``started_at`` when not given.
+    """
+    for name, value in values.items():
+        setattr(run, name, value)
+    run.status = status
+    now = utc_now()
+    if status == "running" and run.started_at is None:
+        run.started_at = now
+    if status in TERMINAL_STATUSES:
+        if run.ended_at is None:
+            run.ended_at = now
+        if "duration_seconds" not in values and run.started_at is not None:
+            run.duration_seconds = max(0.0, (run.ended_at - run.started_at).total_seconds())
+
+
+def _set_fields(session: Session, run_id: str, **fields: Any) -> TrainingRun:
+    validate_run_id(run_id)
+    run = load_run(session, run_id, for_update=True)
+    for name, value in fields.items():
+        setattr(run, name, value)
+    return run
+
+
+def attach_blog_post(session: Session, run_id: str, blog_url: str) -> None:
+    _set_fields(session, run_id, blog_post_url=_check_text("blog_url", blog_url))
+    session.flush()
+
+
+def attach_conversation(session: Session, run_id: str, conversation_s3_key: str) -> None:
+    _set_fields(
+        session, run_id, conversation_s3_key=_check_text("conversation_s3_key", conversation_s3_key)
+    )
+    session.flush()
+
+
+def attach_crash_data(
+    session: Session,
+    run_id: str,
+    error_log_s3_key: str | None,
+    crash_report_s3_key: str | None,
+    crash_analysis_s3_key: str | None,
+) -> None:
+    """Attach the crash keys; the run becomes ``crashed``, ``ended_at`` set if unset."""
+    keys = {
+        "error_log_s3_key": _optional_text("error_log_s3_key", error_log_s3_key),
+        "crash_report_s3_key": _optional_text("crash_report_s3_key", crash_report_s3_key),
+        "crash_analysis_s3_key": _optional_text("crash_analysis_s3_key", crash_analysis_s3_key),
+    }
+    validate_run_id(run_id)
+    run = load_run(session, run_id, for_update=True)
+    given = {name: value for name, value in keys.items() if value is not None}
+    apply_status(run, "crashed", given)
+    session.flush()
+
+
+# --- tags -------------------------------------------------------------------------------------
+
+
+def _validate_tag_key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"tag keys must be non-empty strings, got {key!r}")
+    if len(key) > TAG_KEY_MAX_LENGTH:
+        raise ValueError(f"tag key must be at most {TAG_KEY_MAX_LENGTH} characters: {key[:40]!r}…")
+    return _check_text("tag key", key)
+
+
+def set_tags(session: Session, run_id: str, tags: Mapping[str, Any]) -> None:
+    """Merge ``tags`` into the run's tags (a key given again is replaced)."""
+    validate_run_id(run_id)
+    if not isinstance(tags, Mapping):
+        raise ValueError(f"tags must be a dict, got {type(tags).__name__}")
+    checked = {
+        _validate_tag_key(key): jsoncodec.to_jsonable(value, path=f"tags.{key}")
+        for key, value in tags.items()
+    }
+    for key, value in checked.items():
+        jsoncodec.encode_document(value)
+    require_run(session, run_id)
+    table = RunTag.__table__
+    for key, value in checked.items():
+        portable.upsert(
+            session,
+            table,  # type: ignore[arg-type]
+            {"run_id": run_id, "key": key, "value": value},
+            conflict_columns=("run_id", "key"),
+            update_columns=("value",),
+        )
+    _touch(session, run_id)
+
+
+def get_tags(session: Session, run_id: str) -> dict[str, Any]:
+    validate_run_id(run_id)
+    require_run(session, run_id)
+    return tags_by_run(session, [run_id])[run_id]
+
+
+def delete_tag(session: Session, run_id: str, key: str) -> bool:
+    """Remove one tag; True if it existed."""
+    validate_run_id(run_id)
+    _validate_tag_key(key)
+    require_run(session, run_id)
+    result = session.execute(sa.delete(RunTag).where(RunTag.run_id == run_id, RunTag.key == key))
+    _touch(session, run_id)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _touch(session: Session, run_id: str) -> None:
+    """Bump ``updated_at_db`` for a change made in a child table."""
+    session.execute(
+        sa.update(TrainingRun).where(TrainingRun.run_id == run_id).values(updated_at_db=utc_now())
+    )
