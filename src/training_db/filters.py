@@ -282,6 +282,8 @@ def _json_filter(
 ) -> ColumnElement[bool]:
     if any(part == "" for part in keys):
         raise ValueError(f"filter {key!r}: empty path segment")
+    if any('"' in part for part in keys):
+        raise ValueError(f"filter {key!r}: JSON keys must not contain a double quote")
     clauses: list[ColumnElement[bool]] = []
     for operator, operand in _operator_items(key, value):
         if operator == "in":

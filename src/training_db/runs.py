@@ -335,7 +335,8 @@ def apply_status(run: TrainingRun, status: str, values: Mapping[str, Any]) -> No
     """Set ``status`` and ``values`` on ``run``, filling the lifecycle timestamps.
 
     ``running`` sets ``started_at`` (now) unless given or already set; a terminal status sets
-    ``ended_at`` likewise, and ``duration_seconds`` from ``started_at`` when not given.
+    ``ended_at`` likewise, and ``duration_seconds`` from ``started_at`` when not given (an
+    existing duration is kept unless ``ended_at`` changes in this call).
     """
     for name, value in values.items():
         setattr(run, name, value)
@@ -344,9 +345,11 @@ def apply_status(run: TrainingRun, status: str, values: Mapping[str, Any]) -> No
     if status == "running" and run.started_at is None:
         run.started_at = now
     if status in TERMINAL_STATUSES:
+        ended_now = "ended_at" in values
         if run.ended_at is None:
-            run.ended_at = now
-        if "duration_seconds" not in values and run.started_at is not None:
+            run.ended_at, ended_now = now, True
+        derive = ended_now or run.duration_seconds is None
+        if derive and "duration_seconds" not in values and run.started_at is not None:
             run.duration_seconds = max(0.0, (run.ended_at - run.started_at).total_seconds())
 
 

@@ -1,0 +1,168 @@
+"""query_runs: filters, JSON paths, tags, ordering and limits, identical on both backends."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from training_db import TrainingDB
+from training_db.filters import MAX_LIMIT
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture
+def populated(db: TrainingDB) -> TrainingDB:
+    """Five runs with known values (see the table in each test)."""
+    specs: list[tuple[str, dict[str, Any], str, float | None]] = [
+        ("a", {"batch_size": 64, "gradient_method": "mgda", "learning_rate": 1e-4}, "ec2", 3.0),
+        ("b", {"batch_size": 32, "gradient_method": "pcgrad", "learning_rate": 1e-3}, "ec2", 0.5),
+        ("c", {"batch_size": 64, "gradient_method": "pcgrad", "learning_rate": 3e-4}, "expanse", 2.0),
+        ("d", {"batch_size": 128, "gradient_method": "mgda", "learning_rate": 1e-5}, "expanse", None),
+        ("e", {"batch_size": 16, "gradient_method": "imtlg"}, "ec2", 1.0),
+    ]
+    for index, (run_id, training, host, hours) in enumerate(specs):
+        config = {"training": {**training, "scheduler": {"warmup": index * 10}}, "tag": run_id}
+        db.insert_run(run_id, None, config, host=host,
+                      created_at=dt.datetime(2026, 1, 1 + index, tzinfo=UTC))
+        if hours is not None:
+            db.update_run_status(run_id, "running", started_at="2026-01-01T00:00:00Z")
+            db.update_run_status(run_id, "completed", duration_seconds=hours * 3600,
+                                 final_metrics_json={"train/loss": hours / 10,
+                                                     "objectives/COMT/raw_mean": hours / 4,
+                                                     "label": f"run {run_id}"})
+    db.attach_blog_post("a", "https://blog/a")
+    db.attach_crash_data("e", None, None, "crash/e.md")
+    return db
+
+
+def ids(runs: list[dict[str, Any]]) -> list[str]:
+    return [run["run_id"] for run in runs]
+
+
+def test_default_order_is_newest_first(populated: TrainingDB) -> None:
+    assert ids(populated.query_runs()) == ["e", "d", "c", "b", "a"]
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"status": "completed"}, ["a", "b", "c"]),
+        ({"host": "expanse"}, ["c", "d"]),
+        ({"gradient_method": "mgda"}, ["a", "d"]),
+        ({"batch_size": 64}, ["a", "c"]),
+        ({"batch_size": "64"}, ["a", "c"]),  # strings from a form or CLI
+        ({"batch_size": {"gte": 64}}, ["a", "c", "d"]),
+        ({"batch_size": {"gt": "32", "lt": 128}}, ["a", "c"]),
+        ({"batch_size": {"in": [16, "128"]}}, ["d", "e"]),
+        ({"gradient_method": {"ne": "mgda"}}, ["b", "c", "e"]),
+        ({"learning_rate": {"lte": "1e-4"}}, ["a", "d"]),
+        ({"learning_rate": None}, ["e"]),
+        ({"learning_rate": {"ne": None}}, ["a", "b", "c", "d"]),
+        ({"min_duration_hours": 2}, ["a", "c"]),
+        ({"min_duration_hours": "0.75"}, ["a", "c", "e"]),
+        ({"created_after": "2026-01-03T00:00:00Z"}, ["d", "e"]),
+        ({"created_after": dt.datetime(2026, 1, 3, 12)}, ["d", "e"]),
+        ({"has_blog_post": True}, ["a"]),
+        ({"has_blog_post": "false"}, ["b", "c", "d", "e"]),
+        ({"has_crash_analysis": True}, ["e"]),
+        ({"status": "crashed", "host": "ec2"}, ["e"]),
+        ({"config.training.batch_size": 64}, ["a", "c"]),
+        ({"config.training.batch_size": {"gte": "64"}}, ["a", "c", "d"]),
+        ({"config.training.gradient_method": "pcgrad"}, ["b", "c"]),
+        ({"config.training.scheduler.warmup": {"gt": 15}}, ["c", "d", "e"]),
+        ({"config.training.learning_rate": None}, ["e"]),
+        ({"config.tag": {"in": ["a", "e"]}}, ["a", "e"]),
+        ({"summary.train/loss": {"lt": 0.25}}, ["b", "c", "e"]),
+        ({"summary.objectives/COMT/raw_mean": {"gte": 0.5}}, ["a", "c"]),
+        ({"summary.label": "run b"}, ["b"]),
+        ({"summary.missing": {"gt": 0}}, []),
+        ({"config.training.gradient_method": {"gt": 0}}, []),  # text never compares as number
+    ],
+)
+def test_filters(populated: TrainingDB, filters: dict[str, Any], expected: list[str]) -> None:
+    assert sorted(ids(populated.query_runs(filters))) == expected
+
+
+def test_tag_filters(populated: TrainingDB) -> None:
+    populated.set_tags("a", {"owner": "alice", "priority": 3, "reviewed": True})
+    populated.set_tags("b", {"owner": "bob", "priority": 1, "reviewed": False})
+    assert ids(populated.query_runs({"tag.owner": "alice"})) == ["a"]
+    assert sorted(ids(populated.query_runs({"tag.priority": {"gte": 1}}))) == ["a", "b"]
+    assert ids(populated.query_runs({"tag.priority": {"gt": "2"}})) == ["a"]
+    assert ids(populated.query_runs({"tag.reviewed": False})) == ["b"]
+    assert ids(populated.query_runs({"tag.owner": {"in": ["bob", "carol"]}})) == ["b"]
+    assert populated.query_runs({"tag.nobody": "x"}) == []
+
+
+@pytest.mark.parametrize(
+    ("order_by", "expected"),
+    [
+        ("duration_seconds DESC", ["a", "c", "e", "b", "d"]),  # NULL last
+        ("duration_seconds", ["b", "e", "c", "a", "d"]),  # NULL last too
+        ("batch_size asc", ["e", "b", "a", "c", "d"]),  # tie a/c broken by run_id
+        ("  run_id   DESC ", ["e", "d", "c", "b", "a"]),
+    ],
+)
+def test_order_by(populated: TrainingDB, order_by: str, expected: list[str]) -> None:
+    assert ids(populated.query_runs(order_by=order_by)) == expected
+
+
+def test_limit(populated: TrainingDB) -> None:
+    assert ids(populated.query_runs(limit=2)) == ["e", "d"]
+    assert len(populated.query_runs(limit=MAX_LIMIT)) == 5
+
+
+def test_results_carry_tags_and_parsed_documents(populated: TrainingDB) -> None:
+    populated.set_tags("a", {"owner": "alice"})
+    (run,) = populated.query_runs({"run_id": "a"})
+    assert run["tags"] == {"owner": "alice"}
+    assert run["final_metrics"]["label"] == "run a"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"filters": {"batch_size": "abc"}}, "'batch_size': expected an integer"),
+        ({"filters": {"learning_rate": "fast"}}, "'learning_rate': expected a number"),
+        ({"filters": {"bogus": 1}}, "unknown filter 'bogus'"),
+        ({"filters": {"status; DROP TABLE training_runs": "x"}}, "unknown filter"),
+        ({"filters": {"config_json": "{}"}}, "unknown filter 'config_json'"),
+        ({"filters": {"batch_size": {"like": 3}}}, "unknown operator 'like'"),
+        ({"filters": {"batch_size": {}}}, "at least one"),
+        ({"filters": {"batch_size": {"in": "64"}}}, "list of values"),
+        ({"filters": {"batch_size": {"in": []}}}, "at least one value"),
+        ({"filters": {"batch_size": {"gt": None}}}, "None can only"),
+        ({"filters": {"created_after": "last tuesday"}}, "ISO 8601"),
+        ({"filters": {"has_blog_post": "maybe"}}, "true or false"),
+        ({"filters": {"min_duration_hours": "nan"}}, "NaN"),
+        ({"filters": {"config.": 1}}, "unknown filter"),
+        ({"filters": {"config.a..b": 1}}, "empty path segment"),
+        ({"filters": {'config.a"b': 1}}, "double quote"),
+        ({"filters": {"config.x": {"gt": True}}}, "booleans"),
+        ({"filters": {"config.x": [1, 2]}}, "compare with a number"),
+        ({"filters": ["status"]}, "filters must be a dict"),
+        ({"order_by": "created_at; DROP TABLE training_runs"}, "order_by must be"),
+        ({"order_by": "nonexistent DESC"}, "order_by must be"),
+        ({"order_by": "created_at DESC, run_id"}, "order_by must be"),
+        ({"order_by": "config_json"}, "order_by must be"),
+        ({"limit": 0}, "between 1 and"),
+        ({"limit": -5}, "between 1 and"),
+        ({"limit": MAX_LIMIT + 1}, "between 1 and"),
+        ({"limit": "10"}, "positive integer"),
+        ({"limit": True}, "positive integer"),
+    ],
+)
+def test_bad_queries_raise_value_error(
+    populated: TrainingDB, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        populated.query_runs(**kwargs)
+
+
+def test_sql_in_filter_values_is_just_a_value(populated: TrainingDB) -> None:
+    assert populated.query_runs({"host": "ec2' OR '1'='1"}) == []
+    assert populated.query_runs({"config.tag": "a' OR '1'='1"}) == []
+    assert len(populated.query_runs()) == 5  # and the table is still there
