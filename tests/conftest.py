@@ -50,10 +50,12 @@ class PostgresServer:
         self._engine = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         self.created: list[str] = []
 
-    def create_database(self) -> URL:
+    def create_database(self, template: URL | None = None) -> URL:
+        """A new database; a copy of ``template`` (which must have no open connection)."""
         name = f"mangodb_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+        copy_of = f' TEMPLATE "{template.database}"' if template is not None else ""
         with self._engine.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"{copy_of}')
         self.created.append(name)
         return self.admin_url.set(database=name)
 
@@ -103,6 +105,16 @@ def empty_url(
     pg_server.drop_database(url)
 
 
+@pytest.fixture
+def pg_empty_url(pg_server: PostgresServer | None) -> Iterator[URL]:
+    """A brand-new PostgreSQL database, for the tests that are about PostgreSQL only."""
+    _require_postgres()
+    assert pg_server is not None
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)
+
+
 @pytest.fixture(scope="session")
 def migrated_templates(
     tmp_path_factory: pytest.TempPathFactory, pg_server: PostgresServer | None
@@ -119,8 +131,13 @@ def migrated_templates(
 
 
 @pytest.fixture
-def db_url(backend: str, tmp_path: Path, migrated_templates: dict[str, URL]) -> Iterator[URL]:
-    """A database at head with no rows in it."""
+def db_url(
+    backend: str,
+    tmp_path: Path,
+    migrated_templates: dict[str, URL],
+    pg_server: PostgresServer | None,
+) -> Iterator[URL]:
+    """A database of its own at head with no rows in it (a copy of the migrated template)."""
     if backend == "sqlite":
         template = migrated_templates["sqlite"]
         assert template.database is not None
@@ -128,12 +145,10 @@ def db_url(backend: str, tmp_path: Path, migrated_templates: dict[str, URL]) -> 
         shutil.copyfile(template.database, target)
         yield sqlite_url(target)
         return
-    url = migrated_templates["postgresql"]
+    assert pg_server is not None
+    url = pg_server.create_database(template=migrated_templates["postgresql"])
     yield url
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE")
-    engine.dispose()
+    pg_server.drop_database(url)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from training_db import migrations, runs
 from training_db.errors import translated_errors
 from training_db.runs import RunDict
-from training_db.settings import make_engine, resolve_url, safe_url
+from training_db.settings import is_memory_sqlite, make_engine, resolve_url, safe_url
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -101,8 +101,11 @@ class TrainingDB:
 
     def init_db(self) -> None:
         """Create or upgrade the database to the newest revision (idempotent)."""
+        # An in-memory database exists only inside our engine; a file or server is migrated
+        # through its own engine (SQLite foreign keys off, see settings.make_engine).
+        target = self.engine if is_memory_sqlite(self.url) else self.url
         with translated_errors():
-            migrations.upgrade(self.url)
+            migrations.upgrade(target)
         self._schema_checked = True
 
     # --- runs ------------------------------------------------------------------------------

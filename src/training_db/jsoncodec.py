@@ -114,6 +114,7 @@ def encode_document(value: Any) -> Any:
             return {_FLOAT_TAG: _float_text(value)}
         return value
     if isinstance(value, str):
+        check_unicode(value)
         if "\x00" in value:
             return {_NUL_STRING_TAG: value.split("\x00")}
         return value
@@ -127,7 +128,19 @@ def encode_document(value: Any) -> Any:
     return value
 
 
+def check_unicode(text: str) -> None:
+    """NotJSONSerializableError for a string with lone surrogates (not encodable as UTF-8)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise NotJSONSerializableError(
+                f"string {text[:40]!r} is not valid Unicode (it has a lone surrogate)"
+            ) from None
+
+
 def _encode_key(key: str) -> str:
+    check_unicode(key)
     if "\x00" in key:
         raise NotJSONSerializableError(f"object key {key!r} contains a NUL character")
     return key

@@ -112,20 +112,29 @@ def require_current_schema(state: SchemaState, url: URL) -> None:
     )
 
 
-def upgrade(url: str | URL | None = None, revision: str = "head") -> None:
-    """Bring the database to ``revision`` through the Alembic revisions (idempotent)."""
-    engine = make_engine(url, for_migrations=True)
-    try:
-        _run_locked(engine, lambda config: command.upgrade(config, revision))
-    finally:
-        engine.dispose()
+def upgrade(target: str | URL | Engine | None = None, revision: str = "head") -> None:
+    """Bring the database to ``revision`` through the Alembic revisions (idempotent).
+
+    ``target`` is a URL (resolved as usual when None) or, for an in-memory SQLite database
+    that only exists inside it, the engine itself.
+    """
+    _with_migration_engine(target, lambda config: command.upgrade(config, revision))
 
 
-def downgrade(url: str | URL | None, revision: str) -> None:
+def downgrade(target: str | URL | Engine | None, revision: str) -> None:
     """Take the database back to ``revision``."""
-    engine = make_engine(url, for_migrations=True)
+    _with_migration_engine(target, lambda config: command.downgrade(config, revision))
+
+
+def _with_migration_engine(
+    target: str | URL | Engine | None, action: Callable[[Config], None]
+) -> None:
+    if isinstance(target, Engine):
+        _run_locked(target, action)
+        return
+    engine = make_engine(target, for_migrations=True)
     try:
-        _run_locked(engine, lambda config: command.downgrade(config, revision))
+        _run_locked(engine, action)
     finally:
         engine.dispose()
 

@@ -66,6 +66,10 @@ def _check_text(name: str, value: Any) -> str:
         raise ValueError(f"{name} must be a string, got {type(value).__name__}")
     if "\x00" in value:
         raise ValueError(f"{name} must not contain NUL characters")
+    try:
+        jsoncodec.check_unicode(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
     return value
 
 

@@ -1,0 +1,189 @@
+"""The Alembic revisions: one head, both directions, models == migrated DDL, data kept."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import URL
+
+from training_db import SchemaVersionError, TrainingDB, migrations
+from training_db.models import Base
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def revisions_in_order() -> list[str]:
+    script = ScriptDirectory(migrations.script_location())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+def current(url: URL) -> str | None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return migrations.current_revision(connection)
+    finally:
+        engine.dispose()
+
+
+def tables(url: URL) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_single_head_and_linear_history() -> None:
+    script = ScriptDirectory(migrations.script_location())
+    assert len(script.get_heads()) == 1
+    assert revisions_in_order()[0] == "0001"
+    assert migrations.head_revision() == revisions_in_order()[-1]
+
+
+def test_the_revisions_exist_once() -> None:
+    """The package finds the top-level alembic/ folder, not a copy."""
+    assert Path(migrations.script_location()).resolve() == (REPO_ROOT / "alembic").resolve()
+
+
+def test_upgrade_from_empty_and_idempotent(empty_url: URL) -> None:
+    migrations.upgrade(empty_url)
+    assert current(empty_url) == migrations.head_revision()
+    migrations.upgrade(empty_url)  # again: nothing to do, nothing fails
+    assert current(empty_url) == migrations.head_revision()
+    assert {"training_runs", "run_objectives", "run_tags", "alembic_version"} <= tables(empty_url)
+
+
+def test_models_match_migrated_schema(empty_url: URL) -> None:
+    """Alembic's autogenerate comparison finds no difference between models and revisions."""
+    migrations.upgrade(empty_url)
+    engine = sa.create_engine(empty_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+    assert differences == []
+
+
+def test_downgrade_step_by_step_and_back_up(empty_url: URL) -> None:
+    migrations.upgrade(empty_url)
+    for revision in reversed(revisions_in_order()[:-1]):
+        migrations.downgrade(empty_url, revision)
+        assert current(empty_url) == revision
+    migrations.downgrade(empty_url, "base")
+    assert current(empty_url) is None
+    assert "training_runs" not in tables(empty_url)
+    migrations.upgrade(empty_url)
+    assert current(empty_url) == migrations.head_revision()
+
+
+def test_v1_rows_survive_and_are_backfilled(empty_url: URL) -> None:
+    """A run written at revision 0001 is intact at head, with the v2 columns backfilled."""
+    migrations.upgrade(empty_url, "0001")
+    config = {
+        "training": {"batch_size": 32, "gradient_accumulation_steps": 8, "max_steps": 500},
+        "model": {"base_model": "mango-7b"},
+        "seed": 3,
+    }
+    engine = sa.create_engine(empty_url)
+    runs_v1 = sa.table(
+        "training_runs",
+        sa.column("run_id"), sa.column("status"), sa.column("created_at", sa.DateTime()),
+        sa.column("batch_size"), sa.column("config_json", sa.JSON()),
+        sa.column("created_at_db", sa.DateTime()), sa.column("updated_at_db", sa.DateTime()),
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(runs_v1).values(
+                run_id="old-run", status="completed", created_at=sa.func.current_timestamp(),
+                batch_size=32, config_json=config,
+                created_at_db=sa.func.current_timestamp(), updated_at_db=sa.func.current_timestamp(),
+            )
+        )
+    engine.dispose()
+    migrations.upgrade(empty_url)
+    run = TrainingDB(empty_url).get_run("old-run")
+    assert run is not None
+    assert run["status"] == "completed"
+    assert run["batch_size"] == 32
+    assert run["gradient_accumulation_steps"] == 8
+    assert run["max_steps"] == 500
+    assert run["model_name"] == "mango-7b"
+    assert run["seed"] == 3
+    assert json.loads(run["config_json"]) == config
+
+
+def test_data_survives_downgrade_to_v2(db_url: URL) -> None:
+    """Downgrading past run_tags keeps runs and objectives-era data."""
+    database = TrainingDB(db_url)
+    database.insert_run("keep-me", None, {"training": {"batch_size": 8}})
+    database.set_tags("keep-me", {"owner": "alice"})
+    database.dispose()
+    migrations.downgrade(db_url, "0002")
+    engine = sa.create_engine(db_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT run_id FROM training_runs")).scalars().all() == [
+            "keep-me"
+        ]
+    engine.dispose()
+    migrations.upgrade(db_url)
+    again = TrainingDB(db_url).get_run("keep-me")
+    assert again is not None and again["batch_size"] == 8
+
+
+def test_empty_database_is_created_on_first_use(empty_url: URL) -> None:
+    database = TrainingDB(empty_url)
+    assert database.get_run("x") is None
+    assert current(empty_url) == migrations.head_revision()
+
+
+def test_database_behind_head_is_refused_with_the_fix(empty_url: URL) -> None:
+    migrations.upgrade(empty_url, "0002")
+    database = TrainingDB(empty_url)
+    with pytest.raises(SchemaVersionError, match=r"0002.*training-db upgrade"):
+        database.get_run("x")
+    database.init_db()
+    assert database.get_run("x") is None
+
+
+def test_database_ahead_of_code_is_refused(db_url: URL) -> None:
+    engine = sa.create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = 'ffff_future'"))
+    engine.dispose()
+    with pytest.raises(SchemaVersionError, match="ffff_future.*does not know"):
+        TrainingDB(db_url).get_run("x")
+
+
+def test_password_never_in_schema_errors(pg_empty_url: URL) -> None:
+    migrations.upgrade(pg_empty_url, "0001")
+    with_password = pg_empty_url.set(password="s3cret-pw")
+    with pytest.raises(SchemaVersionError) as raised:
+        TrainingDB(with_password).get_run("x")
+    assert "s3cret-pw" not in str(raised.value)
+    assert "***" in str(raised.value)
+
+
+def test_alembic_command_line_targets_the_same_database(tmp_path: Path) -> None:
+    """`alembic upgrade head` from the repo root uses TRAINING_DB_PATH like the package."""
+    target = tmp_path / "cli.db"
+    env = {"TRAINING_DB_PATH": str(target), "PATH": str(Path(sys.executable).parent)}
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    engine = sa.create_engine(f"sqlite:///{target}")
+    with engine.connect() as connection:
+        assert migrations.current_revision(connection) == migrations.head_revision()
+    engine.dispose()

@@ -1,0 +1,136 @@
+"""URL resolution order, engine settings per backend, and passwords kept out of output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from training_db import TrainingDB
+from training_db.settings import (
+    default_sqlite_path,
+    make_engine,
+    resolve_url,
+    safe_url,
+)
+
+PG_ENV = {
+    "TRAINING_DB_HOST": "db.example.internal",
+    "TRAINING_DB_PORT": "6543",
+    "TRAINING_DB_NAME": "trainingruns",
+    "TRAINING_DB_USER": "trainingadmin",
+    "TRAINING_DB_PASSWORD": "p@ss:w/rd%",
+    "TRAINING_DB_SSLMODE": "require",
+}
+
+
+def test_explicit_url_wins_over_everything() -> None:
+    env = {"TRAINING_DB_URL": "sqlite:///env.db", **PG_ENV, "TRAINING_DB_PATH": "/x.db"}
+    assert str(resolve_url("sqlite:///explicit.db", env)) == "sqlite:///explicit.db"
+
+
+def test_env_url_wins_over_host_and_path() -> None:
+    env = {"TRAINING_DB_URL": "sqlite:///env.db", **PG_ENV, "TRAINING_DB_PATH": "/x.db"}
+    assert str(resolve_url(None, env)) == "sqlite:///env.db"
+
+
+def test_host_vars_make_a_postgres_url() -> None:
+    url = resolve_url(None, {**PG_ENV, "TRAINING_DB_PATH": "/x.db"})
+    assert url.drivername == "postgresql+psycopg2"
+    assert url.host == "db.example.internal"
+    assert url.port == 6543
+    assert url.database == "trainingruns"
+    assert url.username == "trainingadmin"
+    assert url.password == "p@ss:w/rd%"  # special characters survive
+    assert url.query == {"sslmode": "require"}
+
+
+def test_host_defaults() -> None:
+    url = resolve_url(None, {"TRAINING_DB_HOST": "h"})
+    assert url.port == 5432
+    assert url.query == {}
+
+
+def test_bad_port_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="TRAINING_DB_PORT"):
+        resolve_url(None, {"TRAINING_DB_HOST": "h", "TRAINING_DB_PORT": "fivefour"})
+
+
+def test_path_var(tmp_path: Path) -> None:
+    url = resolve_url(None, {"TRAINING_DB_PATH": str(tmp_path / "runs.db")})
+    assert url.drivername == "sqlite"
+    assert url.database == str(tmp_path / "runs.db")
+
+
+def test_default_location_follows_xdg(tmp_path: Path) -> None:
+    env = {"XDG_DATA_HOME": str(tmp_path)}
+    assert default_sqlite_path(env) == tmp_path / "mangodb" / "training_runs.db"
+    assert resolve_url(None, env).database == str(tmp_path / "mangodb" / "training_runs.db")
+
+
+def test_default_location_without_xdg() -> None:
+    assert default_sqlite_path({}) == Path.home() / ".local/share/mangodb/training_runs.db"
+
+
+def test_password_is_masked_everywhere() -> None:
+    url = resolve_url(None, PG_ENV)
+    for text in (safe_url(url), str(url), repr(url), repr(TrainingDB(url))):
+        assert "p@ss:w/rd%" not in text
+        assert "***" in text
+
+
+def test_sqlite_engine_creates_parent_folders_and_sets_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "runs.db"
+    engine = make_engine(f"sqlite:///{path}", env={"TRAINING_DB_BUSY_TIMEOUT": "2.5"})
+    try:
+        with engine.connect() as connection:
+            pragma = connection.exec_driver_sql
+            assert pragma("PRAGMA journal_mode").scalar() == "wal"
+            assert pragma("PRAGMA foreign_keys").scalar() == 1
+            assert pragma("PRAGMA busy_timeout").scalar() == 2500
+            assert pragma("PRAGMA synchronous").scalar() == 2  # FULL
+    finally:
+        engine.dispose()
+    assert path.parent.is_dir()
+
+
+def test_migration_engine_turns_foreign_keys_off(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}", env={}, for_migrations=True)
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 0
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TRAINING_DB_BUSY_TIMEOUT": "soon"}, "TRAINING_DB_BUSY_TIMEOUT"),
+        ({"TRAINING_DB_BUSY_TIMEOUT": "-1"}, "must not be negative"),
+        ({"TRAINING_DB_SQLITE_SYNCHRONOUS": "SOMETIMES"}, "TRAINING_DB_SQLITE_SYNCHRONOUS"),
+    ],
+)
+def test_bad_engine_settings(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_engine(f"sqlite:///{tmp_path / 'x.db'}", env=env)
+
+
+def test_memory_database_works_across_calls() -> None:
+    database = TrainingDB("sqlite://")
+    database.insert_run("r", None, {})
+    assert database.get_run("r") is not None
+
+
+def test_postgres_engine_uses_pre_ping_and_timeouts(pg_empty_url: sa.URL) -> None:
+    engine = make_engine(
+        pg_empty_url,
+        env={"TRAINING_DB_CONNECT_TIMEOUT": "3", "TRAINING_DB_STATEMENT_TIMEOUT": "1.5"},
+    )
+    try:
+        assert engine.pool._pre_ping  # type: ignore[attr-defined]
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "1500ms"
+    finally:
+        engine.dispose()
