@@ -92,9 +92,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def empty_url(
-    backend: str, tmp_path: Path, pg_server: PostgresServer | None
-) -> Iterator[URL]:
+def empty_url(backend: str, tmp_path: Path, pg_server: PostgresServer | None) -> Iterator[URL]:
     """A URL of a brand-new, empty database on the backend under test."""
     if backend == "sqlite":
         yield sqlite_url(tmp_path / "empty.db")

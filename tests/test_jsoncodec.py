@@ -30,8 +30,13 @@ json_values = st.recursive(
     json_scalars,
     lambda children: st.one_of(
         st.lists(children, max_size=4),
-        st.dictionaries(st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))), children,
-                        max_size=4),
+        st.dictionaries(
+            st.text(
+                alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
+            ),
+            children,
+            max_size=4,
+        ),
     ),
     max_leaves=20,
 )
@@ -88,9 +93,19 @@ def test_non_string_keys_become_json_keys() -> None:
     assert to_jsonable({1: "a", None: "b", 2.5: "c"}) == {"1": "a", "null": "b", "2.5": "c"}
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(document=st.dictionaries(st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
-                                        max_size=10), json_values, max_size=6))
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    document=st.dictionaries(
+        st.text(
+            alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+            max_size=10,
+        ),
+        json_values,
+        max_size=6,
+    )
+)
 def test_database_round_trip(db: TrainingDB, document: dict[str, Any]) -> None:
     db.insert_run("prop", None, document)
     try:

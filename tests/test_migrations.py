@@ -98,16 +98,24 @@ def test_v1_rows_survive_and_are_backfilled(empty_url: URL) -> None:
     engine = sa.create_engine(empty_url)
     runs_v1 = sa.table(
         "training_runs",
-        sa.column("run_id"), sa.column("status"), sa.column("created_at", sa.DateTime()),
-        sa.column("batch_size"), sa.column("config_json", sa.JSON()),
-        sa.column("created_at_db", sa.DateTime()), sa.column("updated_at_db", sa.DateTime()),
+        sa.column("run_id"),
+        sa.column("status"),
+        sa.column("created_at", sa.DateTime()),
+        sa.column("batch_size"),
+        sa.column("config_json", sa.JSON()),
+        sa.column("created_at_db", sa.DateTime()),
+        sa.column("updated_at_db", sa.DateTime()),
     )
     with engine.begin() as connection:
         connection.execute(
             sa.insert(runs_v1).values(
-                run_id="old-run", status="completed", created_at=sa.func.current_timestamp(),
-                batch_size=32, config_json=config,
-                created_at_db=sa.func.current_timestamp(), updated_at_db=sa.func.current_timestamp(),
+                run_id="old-run",
+                status="completed",
+                created_at=sa.func.current_timestamp(),
+                batch_size=32,
+                config_json=config,
+                created_at_db=sa.func.current_timestamp(),
+                updated_at_db=sa.func.current_timestamp(),
             )
         )
     engine.dispose()
@@ -161,7 +169,7 @@ def test_database_ahead_of_code_is_refused(db_url: URL) -> None:
     with engine.begin() as connection:
         connection.execute(sa.text("UPDATE alembic_version SET version_num = 'ffff_future'"))
     engine.dispose()
-    with pytest.raises(SchemaVersionError, match="ffff_future.*does not know"):
+    with pytest.raises(SchemaVersionError, match=r"ffff_future.*does not know"):
         TrainingDB(db_url).get_run("x")
 
 
@@ -180,7 +188,11 @@ def test_alembic_command_line_targets_the_same_database(tmp_path: Path) -> None:
     env = {"TRAINING_DB_PATH": str(target), "PATH": str(Path(sys.executable).parent)}
     result = subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     engine = sa.create_engine(f"sqlite:///{target}")

@@ -19,20 +19,37 @@ def populated(db: TrainingDB) -> TrainingDB:
     specs: list[tuple[str, dict[str, Any], str, float | None]] = [
         ("a", {"batch_size": 64, "gradient_method": "mgda", "learning_rate": 1e-4}, "ec2", 3.0),
         ("b", {"batch_size": 32, "gradient_method": "pcgrad", "learning_rate": 1e-3}, "ec2", 0.5),
-        ("c", {"batch_size": 64, "gradient_method": "pcgrad", "learning_rate": 3e-4}, "expanse", 2.0),
-        ("d", {"batch_size": 128, "gradient_method": "mgda", "learning_rate": 1e-5}, "expanse", None),
+        (
+            "c",
+            {"batch_size": 64, "gradient_method": "pcgrad", "learning_rate": 3e-4},
+            "expanse",
+            2.0,
+        ),
+        (
+            "d",
+            {"batch_size": 128, "gradient_method": "mgda", "learning_rate": 1e-5},
+            "expanse",
+            None,
+        ),
         ("e", {"batch_size": 16, "gradient_method": "imtlg"}, "ec2", 1.0),
     ]
     for index, (run_id, training, host, hours) in enumerate(specs):
         config = {"training": {**training, "scheduler": {"warmup": index * 10}}, "tag": run_id}
-        db.insert_run(run_id, None, config, host=host,
-                      created_at=dt.datetime(2026, 1, 1 + index, tzinfo=UTC))
+        db.insert_run(
+            run_id, None, config, host=host, created_at=dt.datetime(2026, 1, 1 + index, tzinfo=UTC)
+        )
         if hours is not None:
             db.update_run_status(run_id, "running", started_at="2026-01-01T00:00:00Z")
-            db.update_run_status(run_id, "completed", duration_seconds=hours * 3600,
-                                 final_metrics_json={"train/loss": hours / 10,
-                                                     "objectives/COMT/raw_mean": hours / 4,
-                                                     "label": f"run {run_id}"})
+            db.update_run_status(
+                run_id,
+                "completed",
+                duration_seconds=hours * 3600,
+                final_metrics_json={
+                    "train/loss": hours / 10,
+                    "objectives/COMT/raw_mean": hours / 4,
+                    "label": f"run {run_id}",
+                },
+            )
     db.attach_blog_post("a", "https://blog/a")
     db.attach_crash_data("e", None, None, "crash/e.md")
     return db

@@ -24,7 +24,9 @@ UTC = dt.timezone.utc
 Config = Callable[..., dict[str, Any]]
 
 
-def test_insert_run_stores_config_and_extracted_columns(db: TrainingDB, make_config: Config) -> None:
+def test_insert_run_stores_config_and_extracted_columns(
+    db: TrainingDB, make_config: Config
+) -> None:
     config = make_config(gradient_accumulation_steps=4, seed=7)
     db.insert_run(
         "run-1",
@@ -74,8 +76,9 @@ def test_get_run_unknown_is_none(db: TrainingDB) -> None:
 def test_lifecycle_launch_running_completed(db: TrainingDB, make_config: Config) -> None:
     db.insert_run("run-1", None, make_config())
     start = dt.datetime(2026, 1, 1, 12, 0, 0)  # naive: taken as UTC
-    db.update_run_status("run-1", "running", wandb_run_id="w-1", wandb_url="https://w/1",
-                         started_at=start)
+    db.update_run_status(
+        "run-1", "running", wandb_run_id="w-1", wandb_url="https://w/1", started_at=start
+    )
     running = db.get_run("run-1")
     assert running is not None
     assert running["status"] == "running"
@@ -102,7 +105,9 @@ def test_running_without_started_at_uses_now(db: TrainingDB, make_config: Config
 
 def test_aware_timestamps_are_converted_to_utc(db: TrainingDB, make_config: Config) -> None:
     tokyo = dt.timezone(dt.timedelta(hours=9))
-    db.insert_run("run-1", None, make_config(), created_at=dt.datetime(2026, 3, 1, 9, 0, tzinfo=tokyo))
+    db.insert_run(
+        "run-1", None, make_config(), created_at=dt.datetime(2026, 3, 1, 9, 0, tzinfo=tokyo)
+    )
     run = db.get_run("run-1")
     assert run is not None
     assert run["created_at"] == dt.datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
@@ -146,7 +151,10 @@ def test_summary_round_trips_nan_and_fills_columns(db: TrainingDB, make_config: 
 def test_explicit_final_loss_overrides_summary(db: TrainingDB, make_config: Config) -> None:
     db.insert_run("run-1", None, make_config())
     db.update_run_status(
-        "run-1", "completed", final_metrics_json={"train/loss": 0.5}, final_loss=0.25,
+        "run-1",
+        "completed",
+        final_metrics_json={"train/loss": 0.5},
+        final_loss=0.25,
         total_training_steps=10,
     )
     run = db.get_run("run-1")
@@ -201,8 +209,12 @@ def test_updated_at_db_moves_on_change(db: TrainingDB, make_config: Config) -> N
 
 def test_get_stats_counts_every_status(db: TrainingDB, make_config: Config) -> None:
     empty = db.get_stats()
-    assert empty == {"total_runs": 0, **dict.fromkeys(RUN_STATUSES, 0),
-                     "with_blog_posts": 0, "with_crash_analysis": 0}
+    assert empty == {
+        "total_runs": 0,
+        **dict.fromkeys(RUN_STATUSES, 0),
+        "with_blog_posts": 0,
+        "with_crash_analysis": 0,
+    }
     for index in range(3):
         db.insert_run(f"run-{index}", None, make_config())
     db.update_run_status("run-0", "running")
@@ -390,8 +402,10 @@ def test_config_special_values(db: TrainingDB) -> None:
 
 def test_numpy_values_are_stored_naturally(db: TrainingDB) -> None:
     np = pytest.importorskip("numpy")
-    config = {"training": {"batch_size": np.int64(16), "learning_rate": np.float32(0.5)},
-              "array": np.arange(3)}
+    config = {
+        "training": {"batch_size": np.int64(16), "learning_rate": np.float32(0.5)},
+        "array": np.arange(3),
+    }
     db.insert_run("run-1", None, config)
     run = db.get_run("run-1")
     assert run is not None

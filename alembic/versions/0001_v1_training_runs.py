@@ -51,10 +51,16 @@ def upgrade() -> None:
         sa.Column("error_log_s3_key", sa.String(), nullable=True),
         sa.Column("crash_analysis_s3_key", sa.String(), nullable=True),
         sa.Column(
-            "created_at_db", UTCDateTime(), server_default=sa.func.current_timestamp(), nullable=False
+            "created_at_db",
+            UTCDateTime(),
+            server_default=sa.func.current_timestamp(),
+            nullable=False,
         ),
         sa.Column(
-            "updated_at_db", UTCDateTime(), server_default=sa.func.current_timestamp(), nullable=False
+            "updated_at_db",
+            UTCDateTime(),
+            server_default=sa.func.current_timestamp(),
+            nullable=False,
         ),
         sa.CheckConstraint(
             "status IN ('launched', 'running', 'completed', 'failed', 'crashed')",

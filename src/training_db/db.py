@@ -223,7 +223,7 @@ class TrainingDB:
         crash_report_s3_key: str | None,
         crash_analysis_s3_key: str | None,
     ) -> None:
-        """Record a crash's S3 keys; the run becomes ``crashed`` and ``ended_at`` is set if unset."""
+        """Record a crash's S3 keys; the run becomes ``crashed``, ``ended_at`` set if unset."""
         self._write(
             runs.attach_crash_data,
             run_id,

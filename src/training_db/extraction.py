@@ -152,8 +152,6 @@ def backfill_extracted_columns(connection: Connection, column_names: Iterable[st
             if getattr(row, name) is None and extract_column(config, name) is not None
         }
         if values:
-            connection.execute(
-                sa.update(runs).where(runs.c.run_id == row.run_id).values(**values)
-            )
+            connection.execute(sa.update(runs).where(runs.c.run_id == row.run_id).values(**values))
             updated += 1
     return updated

@@ -24,7 +24,12 @@ from training_db.types import as_utc
 OPERATORS: Final = ("eq", "ne", "gt", "gte", "lt", "lte", "in")
 MAX_LIMIT: Final = 10_000
 JSON_COLUMNS: Final = frozenset({"config_json", "final_metrics_json"})
-NAMED_FILTERS: Final = ("min_duration_hours", "created_after", "has_blog_post", "has_crash_analysis")
+NAMED_FILTERS: Final = (
+    "min_duration_hours",
+    "created_after",
+    "has_blog_post",
+    "has_crash_analysis",
+)
 PREFIXED_FILTERS: Final = ("config.", "summary.", "tag.")
 
 _ORDER_BY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)(?:\s+(ASC|DESC))?\s*$", re.IGNORECASE)
@@ -36,7 +41,7 @@ def filterable_columns() -> dict[str, InstrumentedAttribute[Any]]:
     """The ``training_runs`` columns a filter or ``order_by`` may name."""
     return {
         name: getattr(TrainingRun, name)
-        for name in TrainingRun.__table__.columns.keys()
+        for name in (column.key for column in TrainingRun.__table__.columns)
         if name not in JSON_COLUMNS
     }
 
@@ -72,7 +77,9 @@ def order_by_clauses(order_by: str) -> list[ColumnElement[Any]]:
     return clauses
 
 
-def run_filter_clauses(filters: Mapping[str, Any] | None, dialect: str) -> list[ColumnElement[bool]]:
+def run_filter_clauses(
+    filters: Mapping[str, Any] | None, dialect: str
+) -> list[ColumnElement[bool]]:
     """WHERE clauses for ``query_runs`` filters (ANDed by the caller)."""
     if filters is None:
         return []

@@ -44,7 +44,7 @@ class NotJSONSerializableError(TypeError, ValueError):
 
 
 def to_jsonable(value: Any, path: str = "$") -> Any:
-    """Convert ``value`` to plain JSON types (dict with str keys, list, str, int, float, bool, None).
+    """Convert ``value`` to plain JSON types (dict, list, str, int, float, bool, None).
 
     Raises NotJSONSerializableError naming the key path (``$.training.optimizer``) of the
     first value that has no natural JSON form.

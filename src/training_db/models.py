@@ -5,7 +5,7 @@ a test compares these models with the migrated database on both backends.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
     CheckConstraint,
@@ -41,7 +41,7 @@ def _sql_in(values: tuple[str, ...]) -> str:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         dt.datetime: UTCDateTime(),
         dict[str, Any]: JSONDocument(),
         Any: JSONDocument(),

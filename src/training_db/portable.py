@@ -40,7 +40,8 @@ def json_number(dialect: str, column: Any, keys: Sequence[str]) -> ColumnElement
         path = _pg_path(keys)
         return sa.case(
             (
-                sa.func.jsonb_typeof(column.op("#>", return_type=postgresql.JSONB())(path)) == "number",
+                sa.func.jsonb_typeof(column.op("#>", return_type=postgresql.JSONB())(path))
+                == "number",
                 sa.cast(column.op("#>>", return_type=sa.Text())(path), sa.Double()),
             ),
             else_=sa.null(),
@@ -61,14 +62,18 @@ def json_string(dialect: str, column: Any, keys: Sequence[str]) -> ColumnElement
         path = _pg_path(keys)
         return sa.case(
             (
-                sa.func.jsonb_typeof(column.op("#>", return_type=postgresql.JSONB())(path)) == "string",
+                sa.func.jsonb_typeof(column.op("#>", return_type=postgresql.JSONB())(path))
+                == "string",
                 column.op("#>>", return_type=sa.Text())(path),
             ),
             else_=sa.null(),
         )
     sqlite_path = sqlite_json_path(keys)
     return sa.case(
-        (sa.func.json_type(column, sqlite_path) == "text", sa.func.json_extract(column, sqlite_path)),
+        (
+            sa.func.json_type(column, sqlite_path) == "text",
+            sa.func.json_extract(column, sqlite_path),
+        ),
         else_=sa.null(),
     )
 
@@ -79,7 +84,8 @@ def json_boolean_text(dialect: str, column: Any, keys: Sequence[str]) -> ColumnE
         path = _pg_path(keys)
         return sa.case(
             (
-                sa.func.jsonb_typeof(column.op("#>", return_type=postgresql.JSONB())(path)) == "boolean",
+                sa.func.jsonb_typeof(column.op("#>", return_type=postgresql.JSONB())(path))
+                == "boolean",
                 column.op("#>>", return_type=sa.Text())(path),
             ),
             else_=sa.null(),

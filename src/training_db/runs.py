@@ -51,7 +51,9 @@ def validate_run_id(run_id: Any) -> str:
     if not run_id or not run_id.strip():
         raise ValueError("run_id must not be empty")
     if len(run_id) > RUN_ID_MAX_LENGTH:
-        raise ValueError(f"run_id must be at most {RUN_ID_MAX_LENGTH} characters, got {len(run_id)}")
+        raise ValueError(
+            f"run_id must be at most {RUN_ID_MAX_LENGTH} characters, got {len(run_id)}"
+        )
     return _check_text("run_id", run_id)
 
 
@@ -152,7 +154,8 @@ def require_run(session: Session, run_id: str) -> None:
 def run_to_dict(run: TrainingRun, tags: Mapping[str, Any]) -> RunDict:
     """Every column, JSON columns as JSON text under ``*_json``, parsed under short names."""
     result: RunDict = {
-        name: getattr(run, name) for name in TrainingRun.__table__.columns.keys()
+        name: getattr(run, name)
+        for name in (column.key for column in TrainingRun.__table__.columns)
     }
     result["config_json"] = None if run.config_json is None else jsoncodec.dumps(run.config_json)
     result["final_metrics_json"] = (
@@ -325,7 +328,7 @@ def update_run_status(
         "final_loss": optional_number("final_loss", final_loss),
         "total_training_steps": optional_int("total_training_steps", total_training_steps),
     }
-    values = {key: value for key, value in summary_columns(summary).items()}
+    values = summary_columns(summary)
     values.update({key: value for key, value in given.items() if value is not None})
     if summary is not None:
         values["final_metrics_json"] = summary
@@ -417,7 +420,7 @@ def set_tags(session: Session, run_id: str, tags: Mapping[str, Any]) -> None:
         _validate_tag_key(key): jsoncodec.to_jsonable(value, path=f"tags.{key}")
         for key, value in tags.items()
     }
-    for key, value in checked.items():
+    for value in checked.values():
         jsoncodec.encode_document(value)
     require_run(session, run_id)
     table = RunTag.__table__

@@ -143,15 +143,15 @@ def _make_sqlite_engine(url: URL, env: Mapping[str, str], *, foreign_keys: bool)
             f" got {synchronous!r}"
         )
     if is_memory_sqlite(url):
-        engine = create_engine(
-            url, poolclass=StaticPool, connect_args={"check_same_thread": False}
-        )
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
         assert url.database is not None
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": busy_timeout})
     _install_sqlite_hooks(
-        engine, busy_timeout_ms=int(busy_timeout * 1000), synchronous=synchronous,
+        engine,
+        busy_timeout_ms=int(busy_timeout * 1000),
+        synchronous=synchronous,
         foreign_keys=foreign_keys,
     )
     return engine
