@@ -75,9 +75,7 @@ class TrainingDB:
     def _ensure_schema(self) -> None:
         if self._schema_checked:
             return
-        engine = self.engine
-        with translated_errors(), engine.connect() as connection:
-            state = migrations.schema_state(connection)
+        state = self.schema_state()
         if state.is_empty and self._create_if_empty:
             self.init_db()
         else:
@@ -98,6 +96,11 @@ class TrainingDB:
             return work(session, *args, **kwargs)
 
     # --- schema ----------------------------------------------------------------------------
+
+    def schema_state(self) -> migrations.SchemaState:
+        """The database's revision next to this code's head (does not migrate)."""
+        with translated_errors(), self.engine.connect() as connection:
+            return migrations.schema_state(connection)
 
     def init_db(self) -> None:
         """Create or upgrade the database to the newest revision (idempotent)."""

@@ -1,0 +1,151 @@
+"""Demo data: a few realistic runs walked through the public API, as training code would.
+
+Used by ``training-db demo``; deterministic, and re-running it skips runs already there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from training_db.db import TrainingDB
+
+OBJECTIVES: Final = (
+    ("COMT_activity", "maximize", "P21964"),
+    ("DRD5_activity", "maximize", "P21918"),
+    ("QED", "maximize", None),
+)
+EPOCH: Final = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    run_id: str
+    gradient_method: str
+    batch_size: int
+    learning_rate: float
+    outcome: str  # completed | crashed | running
+    day: int
+
+
+DEMO_RUNS: Final = (
+    DemoRun("demo_mgda_bs64_i-0a1", "mgda", 64, 1e-4, "completed", 0),
+    DemoRun("demo_mgda_bs128_i-0a2", "mgda", 128, 5e-5, "completed", 1),
+    DemoRun("demo_pcgrad_bs64_i-0b1", "pcgrad", 64, 1e-4, "completed", 2),
+    DemoRun("demo_pcgrad_bs32_i-0b2", "pcgrad", 32, 3e-4, "crashed", 3),
+    DemoRun("demo_imtlg_bs64_i-0c1", "imtlg", 64, 1e-4, "completed", 4),
+    DemoRun("demo_mgda_bs64_i-0a3", "mgda", 64, 2e-4, "running", 5),
+)
+
+
+def demo_config(spec: DemoRun) -> dict[str, Any]:
+    """A nested YAML-like config as launch_ec2.py would load it."""
+    return {
+        "training": {
+            "batch_size": spec.batch_size,
+            "learning_rate": spec.learning_rate,
+            "gradient_method": spec.gradient_method,
+            "gradient_accumulation_steps": 4,
+            "max_steps": 1000,
+            "warmup_steps": 50,
+            "weight_decay": 0.01,
+            "max_grad_norm": 1.0,
+            "seed": 42,
+            "beta": 0.04,
+        },
+        "model": {"base_model": "mango-7b", "lora_rank": 16},
+        "generation": {"num_generations": 8, "temperature": 0.9},
+        "objectives": [
+            {
+                "name": name,
+                "alias": f"{name}_{direction}",
+                "direction": direction,
+                "weight": 1.0,
+                "params": {"uniprot": uniprot},
+            }
+            for name, direction, uniprot in OBJECTIVES
+        ],
+        "hardware": {"num_gpus": 4},
+    }
+
+
+def demo_summary(spec: DemoRun, rng: random.Random) -> dict[str, Any]:
+    """A W&B-like final summary, with objective scores and a few odd values."""
+    quality = {"mgda": 0.85, "pcgrad": 0.8, "imtlg": 0.75}[spec.gradient_method]
+    summary: dict[str, Any] = {
+        "train/loss": round(0.9 - quality + rng.uniform(0, 0.05), 4),
+        "train/grad_norm": round(rng.uniform(0.5, 2.0), 3),
+        "_step": 1000,
+        "_runtime": 3600.0 * (2 + spec.day % 3) + rng.uniform(0, 300),
+        "git_commit": "a135c627",
+        "git_dirty": False,
+        "eval/kl": float("nan") if spec.batch_size == 128 else rng.uniform(0, 0.1),
+    }
+    for name, direction, _ in OBJECTIVES:
+        raw = min(1.0, quality + rng.uniform(-0.1, 0.1))
+        summary[f"objectives/{name}_{direction}/raw_mean"] = round(raw, 4)
+        summary[f"objectives/{name}_{direction}/normalized_mean"] = round(raw * 0.95, 4)
+        summary[f"objectives/{name}_{direction}/raw_std"] = round(rng.uniform(0.01, 0.1), 4)
+    return summary
+
+
+def record_demo_runs(db: TrainingDB, log: Callable[[str], object] = print) -> list[str]:
+    """Record the demo runs that are not there yet; returns their ids."""
+    recorded: list[str] = []
+    for spec in DEMO_RUNS:
+        if db.get_run(spec.run_id) is not None:
+            log(f"  {spec.run_id}: already recorded")
+            continue
+        _record(db, spec, random.Random(spec.run_id))  # noqa: S311 - demo data
+        log(f"  {spec.run_id}: launched → running → {spec.outcome}")
+        recorded.append(spec.run_id)
+    return recorded
+
+
+def _record(db: TrainingDB, spec: DemoRun, rng: random.Random) -> None:
+    launched = EPOCH + dt.timedelta(days=spec.day)
+    started = launched + dt.timedelta(minutes=5)
+    instance_id = spec.run_id.rsplit("_", 1)[-1]
+    # 1. Launch (launch_ec2.py)
+    db.insert_run(
+        run_id=spec.run_id,
+        wandb_run_id=None,
+        config_dict=demo_config(spec),
+        chain_of_custody_id=f"C{spec.day:05d}",
+        run_name=spec.run_id,
+        config_file_path=f"configs/{spec.gradient_method}.yaml",
+        host="ec2",
+        instance_id=instance_id,
+        created_at=launched,
+    )
+    db.attach_conversation(spec.run_id, f"conversations/{spec.run_id}/conversation.json")
+    db.set_tags(spec.run_id, {"demo": True, "owner": "demo"})
+    # 2. Training start (train.py)
+    db.update_run_status(
+        spec.run_id,
+        "running",
+        wandb_run_id=f"wb-{instance_id}",
+        wandb_url=f"https://wandb.ai/mango/finetune/runs/wb-{instance_id}",
+        started_at=started,
+    )
+    # 3. The end: a crash (crash_notifications.py) or a completion with the W&B summary.
+    if spec.outcome == "crashed":
+        db.update_run_status(spec.run_id, "crashed", ended_at=started + dt.timedelta(minutes=47))
+        prefix = f"crash-reports/{spec.run_id}"
+        db.attach_crash_data(
+            spec.run_id, f"{prefix}/error.log", f"{prefix}/report.md", f"{prefix}/analysis.md"
+        )
+    elif spec.outcome == "completed":
+        summary = demo_summary(spec, rng)
+        runtime = float(summary["_runtime"])
+        assert math.isfinite(runtime)
+        db.update_run_status(
+            spec.run_id,
+            "completed",
+            final_metrics_json=summary,
+            ended_at=started + dt.timedelta(seconds=runtime),
+        )

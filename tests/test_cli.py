@@ -1,0 +1,185 @@
+"""The training-db command through click's test runner, on both backends."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import URL
+
+from training_db import TrainingDB, migrations
+from training_db.cli import main, parse_since, parse_where
+from training_db.demo import DEMO_RUNS
+
+
+def invoke(url: URL, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--url", url.render_as_string(hide_password=False), *args])
+
+
+@pytest.fixture
+def demo_url(db_url: URL) -> URL:
+    result = invoke(db_url, "demo")
+    assert result.exit_code == 0, result.output
+    return db_url
+
+
+def test_demo_records_runs_and_is_rerunnable(db_url: URL) -> None:
+    first = invoke(db_url, "demo")
+    assert first.exit_code == 0, first.output
+    assert f"recorded: {len(DEMO_RUNS)} new runs" in first.output
+    assert "completed runs by gradient method" in first.output
+    second = invoke(db_url, "demo")
+    assert second.exit_code == 0, second.output
+    assert "recorded: 0 new runs" in second.output
+    stats = TrainingDB(db_url).get_stats()
+    assert stats["total_runs"] == len(DEMO_RUNS)
+    assert stats["crashed"] == 1 and stats["running"] == 1
+
+
+def test_runs_table(demo_url: URL) -> None:
+    result = invoke(demo_url, "runs", "--method", "pcgrad")
+    assert result.exit_code == 0, result.output
+    assert "demo_pcgrad_bs64_i-0b1" in result.output
+    assert "demo_pcgrad_bs32_i-0b2" in result.output
+    assert "demo_mgda" not in result.output
+
+
+def test_runs_json_is_machine_readable(demo_url: URL) -> None:
+    result = invoke(
+        demo_url, "runs", "--status", "completed", "--format", "json", "--order-by", "run_id"
+    )
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.output)
+    assert [r["run_id"] for r in records] == sorted(
+        spec.run_id for spec in DEMO_RUNS if spec.outcome == "completed"
+    )
+    first = records[0]
+    assert first["config"]["training"]["batch_size"] == first["batch_size"]
+    assert first["tags"] == {"demo": True, "owner": "demo"}
+    assert "config_json" not in first
+    # NaN in the summary becomes a string so that the output is strict JSON
+    nan_run = next(r for r in records if r["batch_size"] == 128)
+    assert nan_run["final_metrics"]["eval/kl"] == "NaN"
+
+
+def test_runs_csv(demo_url: URL) -> None:
+    result = invoke(
+        demo_url, "runs", "--where", "config.training.batch_size>=64", "--format", "csv"
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert {row["run_id"] for row in rows} == {
+        spec.run_id for spec in DEMO_RUNS if spec.batch_size >= 64
+    }
+    assert all(int(row["batch_size"]) >= 64 for row in rows)
+
+
+def test_runs_where_summary_and_tag(demo_url: URL) -> None:
+    result = invoke(
+        demo_url,
+        "runs",
+        "--where",
+        "summary.train/loss<0.1",
+        "--tag",
+        "owner=demo",
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.output)
+    assert records
+    assert all(r["final_metrics"]["train/loss"] < 0.1 for r in records)
+
+
+def test_show(demo_url: URL) -> None:
+    result = invoke(demo_url, "show", "demo_pcgrad_bs32_i-0b2")
+    assert result.exit_code == 0, result.output
+    assert "crashed" in result.output
+    assert "crash-reports/demo_pcgrad_bs32_i-0b2/analysis.md" in result.output
+    as_json = invoke(demo_url, "show", "demo_pcgrad_bs32_i-0b2", "--format", "json")
+    assert json.loads(as_json.output)["status"] == "crashed"
+
+
+def test_stats(demo_url: URL) -> None:
+    result = invoke(demo_url, "stats")
+    assert result.exit_code == 0, result.output
+    assert "total runs" in result.output
+    assert f"{len(DEMO_RUNS)}" in result.output
+
+
+def test_current_and_upgrade(empty_url: URL) -> None:
+    migrations.upgrade(empty_url, "0002")
+    behind = invoke(empty_url, "current")
+    assert behind.exit_code == 0, behind.output
+    assert "0002" in behind.output and "upgrade pending: yes" in behind.output
+    upgraded = invoke(empty_url, "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    now = invoke(empty_url, "current")
+    assert "upgrade pending: no" in now.output
+    assert migrations.head_revision() in now.output
+    down = invoke(empty_url, "downgrade", "0001")
+    assert down.exit_code == 0, down.output
+    assert "0001" in invoke(empty_url, "current").output
+    assert invoke(empty_url, "init").exit_code == 0
+    assert "upgrade pending: no" in invoke(empty_url, "current").output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("show", "ghost"), "no training run with run_id='ghost'"),
+        (("runs", "--where", "batch_size>abc"), "expected an integer"),
+        (("runs", "--where", "nonsense"), "expected KEY OP VALUE"),
+        (("runs", "--where", "bogus=1"), "unknown filter 'bogus'"),
+        (("runs", "--order-by", "1; DROP TABLE training_runs"), "order_by must be"),
+        (("runs", "--since", "last week"), "--since"),
+        (("runs", "--tag", "novalue"), "KEY=VALUE"),
+    ],
+)
+def test_user_errors_are_one_line(db_url: URL, args: tuple[str, ...], message: str) -> None:
+    result = invoke(db_url, *args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_verbose_shows_the_exception(db_url: URL) -> None:
+    result = CliRunner().invoke(
+        main, ["--url", db_url.render_as_string(hide_password=False), "--verbose", "show", "x"]
+    )
+    assert result.exit_code == 1
+    assert isinstance(result.exception, LookupError)
+
+
+def test_unreachable_database_is_one_line(tmp_path: object) -> None:
+    url = "postgresql+psycopg2://nobody:hunter2@127.0.0.1:1/none"
+    result = CliRunner().invoke(main, ["--url", url, "runs"])
+    assert result.exit_code == 1
+    assert "database unavailable" in result.output
+    assert "hunter2" not in result.output
+
+
+def test_help_has_examples() -> None:
+    result = CliRunner().invoke(main, ["runs", "--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.output and "--where" in result.output
+
+
+def test_parse_where_merges_operators() -> None:
+    assert parse_where(["batch_size>=64", "batch_size<256", "summary.a/b = x y"]) == {
+        "batch_size": {"gte": "64", "lt": "256"},
+        "summary.a/b": {"eq": "x y"},
+    }
+
+
+def test_parse_since() -> None:
+    import datetime as dt
+
+    now = dt.datetime(2026, 1, 8, tzinfo=dt.timezone.utc)
+    assert parse_since("7d", now) == dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    assert parse_since("1.5h", now) == now - dt.timedelta(minutes=90)
+    assert parse_since("2026-01-01T00:00:00Z") == dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
