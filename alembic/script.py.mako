@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+import training_db.types  # noqa: F401 - autogenerate renders our column types by this path
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}

@@ -67,6 +67,12 @@ def test_encoded_documents_hold_no_nan_and_no_nul(value: Any) -> None:
     assert "\\u0000" not in text
 
 
+def test_negative_zero_keeps_its_sign() -> None:
+    encoded = encode_document({"z": -0.0, "p": 0.0})
+    assert encoded == {"z": {"$float": "-0.0"}, "p": 0.0}
+    assert math.copysign(1.0, decode_document(encoded)["z"]) < 0
+
+
 def test_dumps_writes_nan_tokens_python_reads_back() -> None:
     text = dumps({"b": float("nan"), "a": float("-inf")})
     assert text == '{"a": -Infinity, "b": NaN}'

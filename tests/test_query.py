@@ -112,6 +112,9 @@ def test_tag_filters(populated: TrainingDB) -> None:
     assert ids(populated.query_runs({"tag.reviewed": False})) == ["b"]
     assert ids(populated.query_runs({"tag.owner": {"in": ["bob", "carol"]}})) == ["b"]
     assert populated.query_runs({"tag.nobody": "x"}) == []
+    # None matches a missing tag, as config.<path>: None matches a missing key
+    assert sorted(ids(populated.query_runs({"tag.owner": None}))) == ["c", "d", "e"]
+    assert sorted(ids(populated.query_runs({"tag.owner": {"ne": None}}))) == ["a", "b"]
 
 
 @pytest.mark.parametrize(

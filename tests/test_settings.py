@@ -46,6 +46,13 @@ def test_host_vars_make_a_postgres_url() -> None:
     assert url.query == {"sslmode": "require"}
 
 
+def test_bare_postgresql_urls_use_psycopg2() -> None:
+    assert resolve_url("postgresql://u@h/db").drivername == "postgresql+psycopg2"
+    env_url = resolve_url(None, {"TRAINING_DB_URL": "postgresql://u@h/db"})
+    assert env_url.drivername == "postgresql+psycopg2"
+    assert resolve_url("postgresql+psycopg2://u@h/db").drivername == "postgresql+psycopg2"
+
+
 def test_host_defaults() -> None:
     url = resolve_url(None, {"TRAINING_DB_HOST": "h"})
     assert url.port == 5432

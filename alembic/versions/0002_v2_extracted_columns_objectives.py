@@ -84,7 +84,9 @@ def upgrade() -> None:
         ["objective_name", "raw_mean"],
     )
 
-    backfill_extracted_columns(op.get_bind(), NEW_EXTRACTED_COLUMNS)
+    # Offline (`alembic upgrade --sql`) there are no rows to read: the backfill is data work.
+    if not op.get_context().as_sql:
+        backfill_extracted_columns(op.get_bind(), NEW_EXTRACTED_COLUMNS)
 
 
 def downgrade() -> None:

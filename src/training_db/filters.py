@@ -115,6 +115,15 @@ def _filter_clause(key: str, value: Any, dialect: str) -> ColumnElement[bool]:
         return _json_filter(key, value, dialect, TrainingRun.final_metrics_json, keys)
     if key.startswith("tag.") and len(key) > len("tag."):
         tag_key = key[len("tag.") :]
+        if value is None or value == {"eq": None}:
+            # Like config.<path>: None, a run without the tag matches too.
+            return sa.not_(
+                sa.exists().where(
+                    RunTag.run_id == TrainingRun.run_id,
+                    RunTag.key == tag_key,
+                    RunTag.value.is_not(None),
+                )
+            )
         matches = _json_filter(key, value, dialect, RunTag.value, [])
         return sa.exists().where(
             RunTag.run_id == TrainingRun.run_id, RunTag.key == tag_key, matches

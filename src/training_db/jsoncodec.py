@@ -11,7 +11,7 @@ Two steps, both pure functions:
   ``1e16`` would come back as an int). A tagged object is a one-key dict:
 
   ``{"$float": "NaN" | "Infinity" | "-Infinity" | "<repr>"}``
-      a non-finite float, or a float of magnitude >= 1e16;
+      a non-finite float, a float of magnitude >= 1e16, or -0.0 (JSONB drops its sign);
   ``{"$str0": ["part", "part"]}``
       a string containing NUL characters, split at them;
   ``{"$literal": {...}}``
@@ -110,7 +110,7 @@ def _numpy_to_jsonable(value: Any, path: str) -> Any:
 def encode_document(value: Any) -> Any:
     """Map a plain JSON value to the form stored in the database (see the module docstring)."""
     if isinstance(value, float):
-        if not math.isfinite(value) or abs(value) >= _LARGE_FLOAT:
+        if not math.isfinite(value) or abs(value) >= _LARGE_FLOAT or _is_negative_zero(value):
             return {_FLOAT_TAG: _float_text(value)}
         return value
     if isinstance(value, str):
@@ -144,6 +144,10 @@ def _encode_key(key: str) -> str:
     if "\x00" in key:
         raise NotJSONSerializableError(f"object key {key!r} contains a NUL character")
     return key
+
+
+def _is_negative_zero(value: float) -> bool:
+    return value == 0.0 and math.copysign(1.0, value) < 0
 
 
 def _float_text(value: float) -> str:

@@ -94,10 +94,15 @@ def require_current_schema(state: SchemaState, url: URL) -> None:
     if state.is_current:
         return
     where = safe_url(url)
+    if state.is_empty:
+        raise SchemaVersionError(
+            f"the database at {where} has no tables; run `training-db init` (or init_db())"
+        )
     if state.current is None:
         raise SchemaVersionError(
-            f"the database at {where} has tables but no Alembic version; "
-            f"run `{UPGRADE_COMMAND}` (or init_db()) to adopt it"
+            f"the database at {where} has a training_runs table but no Alembic version "
+            "(made by the old hand-written module?); adopting such databases is not "
+            "supported yet — copy its rows into a new database"
         )
     script = ScriptDirectory(script_location())
     known = {revision.revision for revision in script.walk_revisions()}

@@ -42,14 +42,24 @@ def resolve_url(url: str | URL | None = None, env: Mapping[str, str] | None = No
     """
     env = os.environ if env is None else env
     if url is not None:
-        return make_url(url)
+        return _with_default_driver(make_url(url))
     if env.get("TRAINING_DB_URL"):
-        return make_url(env["TRAINING_DB_URL"])
+        return _with_default_driver(make_url(env["TRAINING_DB_URL"]))
     if env.get("TRAINING_DB_HOST"):
         return _postgres_url_from_env(env)
     if env.get("TRAINING_DB_PATH"):
         return sqlite_url(Path(env["TRAINING_DB_PATH"]).expanduser())
     return sqlite_url(default_sqlite_path(env))
+
+
+def _with_default_driver(url: URL) -> URL:
+    """A bare ``postgresql://`` URL uses psycopg2, the driver this package installs.
+
+    SQLAlchemy 2.1 would pick psycopg 3 for it, which is not a dependency.
+    """
+    if url.drivername == "postgresql":
+        return url.set(drivername="postgresql+psycopg2")
+    return url
 
 
 def sqlite_url(path: Path) -> URL:
