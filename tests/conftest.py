@@ -24,7 +24,14 @@ from training_db.settings import sqlite_url
 BACKENDS = ("sqlite", "postgresql")
 PG_ENV = "TRAINING_DB_TEST_POSTGRES_URL"
 REQUIRE_PG_ENV = "TRAINING_DB_REQUIRE_POSTGRES"
-DATA_TABLES = ("run_tags", "run_objectives", "training_runs")
+DATA_TABLES = (
+    "run_history_key_metrics",
+    "run_history",
+    "history_metrics",
+    "run_tags",
+    "run_objectives",
+    "training_runs",
+)
 
 
 def _pg_admin_url() -> URL | None:

@@ -10,15 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import URL, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from training_db import migrations, runs
+from training_db import history as history_store
+from training_db import migrations, objectives, runs
 from training_db.errors import translated_errors
-from training_db.runs import RunDict
+from training_db.history import DEFAULT_KEY_METRICS, HistoryColumns, KeyMetricMapping
+from training_db.runs import RunDict, RunRecord
 from training_db.settings import is_memory_sqlite, make_engine, resolve_url, safe_url
 
 P = ParamSpec("P")
@@ -33,8 +35,15 @@ class TrainingDB:
     :class:`~training_db.errors.SchemaVersionError` naming the command that fixes it.
     """
 
-    def __init__(self, url: str | URL | None = None, *, create_if_empty: bool = True) -> None:
+    def __init__(
+        self,
+        url: str | URL | None = None,
+        *,
+        create_if_empty: bool = True,
+        key_metrics: KeyMetricMapping = DEFAULT_KEY_METRICS,
+    ) -> None:
         self.url: URL = resolve_url(url)
+        self.key_metrics = key_metrics
         self._create_if_empty = create_if_empty
         self._engine: Engine | None = None
         self._readers: sessionmaker[Session]
@@ -158,6 +167,7 @@ class TrainingDB:
         wandb_url: str | None = None,
         final_loss: float | None = None,
         total_training_steps: int | None = None,
+        history_json: Any = None,
     ) -> None:
         """Set a run's status and any of the given fields.
 
@@ -166,11 +176,15 @@ class TrainingDB:
         ``started_at`` when not given. A summary given as ``final_metrics_json`` also fills
         ``final_loss``, ``total_training_steps`` and ``duration_seconds`` from its
         ``train/loss``, ``_step`` and ``_runtime`` unless those are given explicitly.
+        ``history_json`` (a W&B history in any shape :meth:`log_history` takes) is merged
+        into the run's stored history in the same transaction.
         """
         self._write(
-            runs.update_run_status,
+            history_store.update_run_status_with_history,
             run_id,
             status,
+            history_json,
+            self.key_metrics,
             duration_seconds=duration_seconds,
             final_metrics_json=final_metrics_json,
             ended_at=ended_at,
@@ -186,9 +200,11 @@ class TrainingDB:
 
         ``config_json`` and ``final_metrics_json`` are JSON text (``json.loads`` gives NaN back
         as NaN); ``config`` and ``final_metrics`` hold the parsed documents; ``tags`` the
-        run's tags. Timestamps are timezone-aware UTC.
+        run's tags. Timestamps are timezone-aware UTC. ``history_json`` is the JSON text of
+        the run's history columns (None without history), read when first accessed.
         """
-        return self._read(runs.get_run, run_id)
+        found = self._read(runs.get_run, run_id)
+        return None if found is None else self._lazy_history(found)
 
     def query_runs(
         self,
@@ -205,7 +221,12 @@ class TrainingDB:
         compare as numbers). ``order_by`` is one column with optional ASC/DESC (NULLs last,
         ties by run_id); ``limit`` is 1 to 10,000.
         """
-        return self._read(runs.query_runs, filters, order_by, limit)
+        found = self._read(runs.query_runs, filters, order_by, limit)
+        return [self._lazy_history(run) for run in found]
+
+    def _lazy_history(self, run: RunDict) -> RunRecord:
+        run_id = run["run_id"]
+        return RunRecord(run, lambda: self._read(history_store.history_json, run_id))
 
     def get_stats(self) -> dict[str, int]:
         """Counts: ``total_runs``, one per status, ``with_blog_posts``, ``with_crash_analysis``."""
@@ -248,3 +269,165 @@ class TrainingDB:
     def delete_tag(self, run_id: str, key: str) -> bool:
         """Remove one tag; True if the run had it."""
         return self._write(runs.delete_tag, run_id, key)
+
+    # --- objectives ------------------------------------------------------------------------
+
+    def insert_objective(
+        self,
+        run_id: str,
+        objective_name: str,
+        objective_alias: str | None = None,
+        uniprot: str | None = None,
+        weight: float | None = None,
+        direction: str | None = None,
+    ) -> None:
+        """Record one configured objective of a run (at launch, once per config objective).
+
+        ``direction`` is ``maximize``, ``minimize`` or None. A run that already has an
+        objective of this name raises
+        :class:`~training_db.errors.ObjectiveAlreadyExistsError` and nothing is written.
+        """
+        self._write(
+            objectives.insert_objective,
+            run_id,
+            objective_name,
+            objective_alias,
+            uniprot,
+            weight,
+            direction,
+        )
+
+    def update_objective_metric(
+        self, run_id: str, objective_name: str, metric_type: str, value: float | None
+    ) -> None:
+        """Set one final value of an objective, creating the objective when launch did not.
+
+        ``metric_type`` is ``raw_mean``, ``normalized_mean``, ``raw_std`` or
+        ``normalized_std``. NaN is stored as NULL, so it never matches a threshold; ±Infinity
+        is kept.
+        """
+        self._write(objectives.update_objective_metric, run_id, objective_name, metric_type, value)
+
+    def get_run_objectives(self, run_id: str) -> list[dict[str, Any]]:
+        """Every column of each of the run's objectives, ordered by objective name."""
+        return self._read(objectives.get_run_objectives, run_id)
+
+    def query_runs_by_objectives(
+        self,
+        objective_filters: Mapping[str, Mapping[str, Any]],
+        gradient_method: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[RunDict]:
+        """Runs where every named objective lies within its bounds, newest first.
+
+        ``{'COMT_activity': {'min': 0.8}, 'DRD5_activity': {'min': 0.7, 'max': 0.95,
+        'metric': 'normalized_mean'}}``: bounds are inclusive, ``metric`` defaults to
+        ``raw_mean``, a NULL (or NaN) value never matches. Each result is a ``get_run`` dict
+        plus ``objectives``: ``{name: {metric_type: value}}`` for the filtered objectives.
+        Ties in ``created_at`` are ordered by ``run_id``.
+        """
+        found = self._read(
+            objectives.query_runs_by_objectives, objective_filters, gradient_method, status, limit
+        )
+        return [self._lazy_history(run) for run in found]
+
+    def get_objective_statistics(
+        self,
+        objective_name: str,
+        metric_type: str = "raw_mean",
+        status: str | None = None,
+        gradient_method: str | None = None,
+    ) -> dict[str, Any]:
+        """``objective_name``, ``count``, ``avg``, ``min``, ``max`` and ``std`` of one metric.
+
+        ``std`` is the population standard deviation (divided by the count, not count - 1).
+        NULL values are left out; with no values, ``avg``, ``min``, ``max`` and ``std`` are None.
+        """
+        return self._read(
+            objectives.get_objective_statistics,
+            objective_name,
+            metric_type,
+            status,
+            gradient_method,
+        )
+
+    def compare_gradient_methods(
+        self, objective_name: str, metric_type: str = "raw_mean", status: str | None = "completed"
+    ) -> list[dict[str, Any]]:
+        """Per gradient method: ``num_runs``, ``avg`` and ``best`` of one objective, best first.
+
+        ``best`` is the minimum for an objective whose rows say ``minimize`` (and none
+        ``maximize``), else the maximum. Methods are ordered by ``avg`` in that direction,
+        then by ``best``, then by name. ``status=None`` compares runs of every status.
+        """
+        return self._read(objectives.compare_gradient_methods, objective_name, metric_type, status)
+
+    def delete_run_objectives(self, run_id: str) -> int:
+        """Delete every objective of a run (cleanup); returns how many there were."""
+        return self._write(objectives.delete_run_objectives, run_id)
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str = "completed",
+        summary: Mapping[str, Any] | None = None,
+        *,
+        ended_at: dt.datetime | str | None = None,
+        duration_seconds: float | None = None,
+        history: Any = None,
+    ) -> None:
+        """Complete a run in one transaction: all of it is recorded, or nothing.
+
+        Sets the terminal ``status`` (``completed``, ``failed`` or ``crashed``) and its
+        timestamps, stores the whole W&B ``summary`` in ``final_metrics_json``, fills
+        ``final_loss``, ``total_training_steps`` and ``duration_seconds`` from its
+        ``train/loss``, ``_step`` and ``_runtime`` (an explicit ``duration_seconds`` wins), and
+        turns each ``objectives/<alias>/<metric_type>`` key into an objective value. The
+        alias minus ``_maximize`` / ``_minimize`` is the objective name; the suffix sets the
+        direction of an objective that has none. ``history`` (any shape
+        :meth:`log_history` takes) is merged into the run's stored history.
+        """
+        self._write(
+            objectives.finish_run,
+            run_id,
+            status,
+            summary,
+            ended_at=ended_at,
+            duration_seconds=duration_seconds,
+            history=history,
+            key_metrics=self.key_metrics,
+        )
+
+    # --- history ---------------------------------------------------------------------------
+
+    def log_history(self, run_id: str, history: Any) -> int:
+        """Append W&B history to a run; returns the number of values stored.
+
+        ``history`` is a dict of column -> list (``{c: df[c].tolist()}``), a pandas
+        DataFrame, a list of row dicts (as ``scan_history()`` yields) or one row dict. A
+        (metric, step) logged again replaces the earlier value, so calling this every N steps
+        keeps everything logged so far if the run crashes. In the column shapes NaN means "not
+        logged"; in row dicts a NaN that is present is a logged NaN and is kept. The per-step
+        key metrics table is filled from the same values.
+        """
+        return self._write(history_store.log_history, run_id, history, self.key_metrics)
+
+    def get_history(
+        self,
+        run_id: str,
+        keys: Sequence[str] | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> HistoryColumns:
+        """A run's history as columns aligned on ``_step``: ``{'_step': [...], key: [...]}``.
+
+        A value is None where the key was not logged at that step, NaN where a NaN was
+        logged. ``keys`` selects metrics (only those rows are read); ``min_step`` and
+        ``max_step`` bound the steps, inclusive.
+        """
+        return self._read(history_store.get_history, run_id, keys, min_step, max_step)
+
+    def delete_history(self, run_id: str) -> int:
+        """Remove a run's history and key metrics; returns the number of metrics removed."""
+        return self._write(history_store.delete_history, run_id)

@@ -54,6 +54,7 @@ def to_jsonable(value: Any, path: str = "$") -> Any:
     if isinstance(value, enum.Enum):  # before str/int: StrEnum and IntEnum are both
         return to_jsonable(value.value, path)
     if isinstance(value, str):
+        _check_unicode_at(value, path)
         return str(value)
     if isinstance(value, int):
         return int(value)
@@ -84,8 +85,16 @@ def to_jsonable(value: Any, path: str = "$") -> Any:
     )
 
 
+def _check_unicode_at(text: str, path: str) -> None:
+    try:
+        check_unicode(text)
+    except NotJSONSerializableError as exc:
+        raise NotJSONSerializableError(f"value at {path}: {exc}") from None
+
+
 def _json_key(key: Any, path: str) -> str:
     if isinstance(key, str):
+        _check_unicode_at(key, path)
         return key
     if isinstance(key, (int, float, bool)) or key is None:
         return json.dumps(key)

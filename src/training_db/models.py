@@ -8,10 +8,12 @@ import datetime as dt
 from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Double,
     ForeignKey,
     Index,
+    LargeBinary,
     MetaData,
     String,
     UniqueConstraint,
@@ -33,6 +35,7 @@ RUN_STATUSES: Final = ("launched", "running", "completed", "failed", "crashed")
 TERMINAL_STATUSES: Final = ("completed", "failed", "crashed")
 OBJECTIVE_DIRECTIONS: Final = ("maximize", "minimize")
 RUN_ID_MAX_LENGTH: Final = 255
+HISTORY_KINDS: Final = ("float", "int", "json")
 
 
 def _sql_in(values: tuple[str, ...]) -> str:
@@ -171,3 +174,64 @@ class RunTag(Base):
     run: Mapped[TrainingRun] = relationship(back_populates="tags")
 
     __table_args__ = (UniqueConstraint("run_id", "key"), Index("ix_run_tags_key", "key"))
+
+
+class HistoryMetric(Base):
+    """The metric-name dictionary: each W&B history key once, referenced by number."""
+
+    __tablename__ = "history_metrics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(unique=True)
+
+
+class RunHistory(Base):
+    """One metric's whole history in one run: its steps and values as compact arrays.
+
+    ``step_data`` holds the logged steps, ascending (an arithmetic run as first/stride/count,
+    else zlib-compressed int64 deltas; see ``history.encode_steps``). The
+    values depend on ``kind``: ``float`` — little-endian float64 in ``value_data`` (a logged
+    NaN or ±Infinity is kept bit for bit); ``int`` — little-endian int64 in ``value_data``;
+    ``json`` — a JSON list in ``value_json`` (strings, dicts, booleans, mixed). A step that was not
+    logged is simply absent. See :mod:`training_db.history`.
+    """
+
+    __tablename__ = "run_history"
+
+    run_id: Mapped[str] = mapped_column(
+        String(RUN_ID_MAX_LENGTH),
+        ForeignKey("training_runs.run_id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    metric_id: Mapped[int] = mapped_column(ForeignKey("history_metrics.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    num_points: Mapped[int]
+    first_step: Mapped[int] = mapped_column(BigInteger)
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    step_data: Mapped[bytes] = mapped_column(LargeBinary)
+    value_data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    value_json: Mapped[Any] = mapped_column(JSONDocument(), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_sql_in(HISTORY_KINDS)})", name="kind"),
+        Index("ix_run_history_metric_id", "metric_id"),
+    )
+
+
+class RunHistoryKeyMetrics(Base):
+    """Per-step key metrics of a run, extracted from its history for SQL across runs."""
+
+    __tablename__ = "run_history_key_metrics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        String(RUN_ID_MAX_LENGTH), ForeignKey("training_runs.run_id", ondelete="CASCADE")
+    )
+    step: Mapped[int] = mapped_column(BigInteger)
+    loss: Mapped[float | None]
+    grad_norm: Mapped[float | None]
+    learning_rate: Mapped[float | None]
+    objective_scores_json: Mapped[dict[str, Any] | None]
+    timestamp: Mapped[dt.datetime | None]
+
+    __table_args__ = (UniqueConstraint("run_id", "step"),)

@@ -7,13 +7,12 @@ parameters, JSON paths included.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy import ColumnElement, Table
+from sqlalchemy import ColumnElement, FromClause, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Insert
 
 # SQLite's json_type() names for each JSON kind we compare on.
 _SQLITE_NUMBER_TYPES = ("integer", "real")
@@ -111,26 +110,61 @@ def json_is_null(dialect: str, column: Any, keys: Sequence[str]) -> ColumnElemen
 
 def upsert(
     session: Session,
-    table: Table,
+    table: FromClause,
     values: Mapping[str, Any],
     conflict_columns: Sequence[str],
     update_columns: Sequence[str],
 ) -> None:
     """Insert a row, or update ``update_columns`` of the row with the same conflict key."""
+    upsert_many(session, table, [values], conflict_columns, update_columns)
+
+
+def upsert_many(
+    session: Session,
+    table: FromClause,
+    rows: Sequence[Mapping[str, Any]],
+    conflict_columns: Sequence[str],
+    update_columns: Sequence[str],
+) -> None:
+    """Insert rows, updating ``update_columns`` of rows whose conflict key exists already."""
+    if not rows:
+        return
+    statement = _dialect_insert(session, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(conflict_columns),
+        set_={name: statement.excluded[name] for name in update_columns},
+    )
+    _execute_rows(session, statement, rows)
+
+
+def insert_ignoring_conflicts(
+    session: Session,
+    table: FromClause,
+    rows: Sequence[Mapping[str, Any]],
+    conflict_columns: Sequence[str],
+) -> None:
+    """Insert rows, skipping those whose conflict key exists already (a racing writer's)."""
+    if not rows:
+        return
+    statement = _dialect_insert(session, table).on_conflict_do_nothing(
+        index_elements=list(conflict_columns)
+    )
+    _execute_rows(session, statement, rows)
+
+
+def _execute_rows(session: Session, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    if len(rows) == 1:
+        session.execute(statement.values(**rows[0]))
+    else:
+        session.execute(statement, list(rows))
+
+
+def _dialect_insert(session: Session, table: FromClause) -> Any:
+    """The dialect's INSERT construct, which knows ON CONFLICT."""
     dialect = session.get_bind().dialect.name
-    statement: Insert
+    target = cast(Table, table)  # a mapped class's __table__ is typed as a FromClause
     if dialect == "postgresql":
-        pg_insert = postgresql.insert(table).values(**values)
-        statement = pg_insert.on_conflict_do_update(
-            index_elements=list(conflict_columns),
-            set_={name: pg_insert.excluded[name] for name in update_columns},
-        )
-    elif dialect == "sqlite":
-        lite_insert = sqlite.insert(table).values(**values)
-        statement = lite_insert.on_conflict_do_update(
-            index_elements=list(conflict_columns),
-            set_={name: lite_insert.excluded[name] for name in update_columns},
-        )
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        raise NotImplementedError(f"upsert is not implemented for {dialect}")
-    session.execute(statement)
+        return postgresql.insert(target)
+    if dialect == "sqlite":
+        return sqlite.insert(target)
+    raise NotImplementedError(f"upsert is not implemented for {dialect}")  # pragma: no cover

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -39,6 +39,36 @@ SUMMARY_STEP_KEY: Final = "_step"
 SUMMARY_RUNTIME_KEY: Final = "_runtime"
 
 RunDict = dict[str, Any]
+HISTORY_JSON_KEY: Final = "history_json"
+
+
+class RunRecord(dict[str, Any]):
+    """A run dict whose ``history_json`` is read from the database on first access.
+
+    Histories are large and most callers of ``query_runs`` never look at them, so the key
+    costs nothing until ``run['history_json']`` (or ``.get``) asks for it. It then holds
+    the JSON text of the run's history columns, or None when the run has no history. Until
+    then it is not among ``keys()``.
+    """
+
+    def __init__(self, data: Mapping[str, Any], history_loader: Callable[[], str | None]):
+        super().__init__(data)
+        self._history_loader = history_loader
+
+    def __missing__(self, key: str) -> Any:
+        if key != HISTORY_JSON_KEY:
+            raise KeyError(key)
+        value = self._history_loader()
+        self[key] = value
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == HISTORY_JSON_KEY:
+            return self[key]
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key == HISTORY_JSON_KEY or super().__contains__(key)
 
 
 # --- argument checks ------------------------------------------------------------------------
@@ -427,7 +457,7 @@ def set_tags(session: Session, run_id: str, tags: Mapping[str, Any]) -> None:
     for key, value in checked.items():
         portable.upsert(
             session,
-            table,  # type: ignore[arg-type]
+            table,
             {"run_id": run_id, "key": key, "value": value},
             conflict_columns=("run_id", "key"),
             update_columns=("value",),

@@ -1,0 +1,535 @@
+"""W&B history: every logged value of every run, stored losslessly as compact arrays.
+
+Layout (see ``models.RunHistory``): one row per (run, metric) holding that metric's steps
+and values as binary arrays, plus a metric-name dictionary (``history_metrics``). A run of
+149 keys x 100 steps is 149 small rows instead of ~15,000; reading one metric of one run
+is one primary-key lookup; and the runs table never carries history bytes.
+
+Missing versus logged NaN
+    W&B's DataFrame marks "not logged at this step" with NaN. In the *columns* shapes
+    (``{column: list}`` and a pandas DataFrame) NaN and None therefore mean "not logged"
+    and are not stored. In the *rows* shape (``scan_history()``-style dicts, and what
+    :func:`log_history` is given during training) a key that is present is a logged
+    value, so a diverged loss logged as NaN is stored as NaN; an absent key or None is
+    "not logged". Reading returns None for "not logged" and NaN for a logged NaN.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import struct
+import sys
+import zlib
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from training_db import jsoncodec, portable, runs
+from training_db.models import HistoryMetric, RunHistory, RunHistoryKeyMetrics
+from training_db.runs import optional_number, require_run, validate_run_id
+
+STEP_KEY: Final = "_step"
+TIMESTAMP_KEY: Final = "_timestamp"
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_BIG_ENDIAN = sys.byteorder == "big"
+_FLOAT_EXACT_INT = 2**53
+_RANGE_TAG, _DELTAS_TAG = b"R", b"Z"
+
+# metric name -> {step: value}
+MetricSeries = dict[str, dict[int, Any]]
+HistoryColumns = dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class KeyMetricMapping:
+    """Which history keys fill the ``run_history_key_metrics`` columns (first present wins).
+
+    ``objective_prefix`` keys (``objectives/<alias>/<metric>``) go into
+    ``objective_scores_json`` as ``{"<alias>/<metric>": value}``.
+    """
+
+    loss: tuple[str, ...] = ("train/loss", "loss")
+    grad_norm: tuple[str, ...] = ("train/grad_norm", "grad_norm")
+    learning_rate: tuple[str, ...] = ("train/learning_rate", "learning_rate", "lr")
+    objective_prefix: str = "objectives/"
+    timestamp: str = TIMESTAMP_KEY
+
+    def source_keys(self) -> set[str]:
+        return {*self.loss, *self.grad_norm, *self.learning_rate, self.timestamp}
+
+
+DEFAULT_KEY_METRICS: Final = KeyMetricMapping()
+
+
+# --- input shapes -----------------------------------------------------------------------------
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _step_number(value: Any, where: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: a step must be a whole number, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value).__module__ == "numpy":
+        value = jsoncodec.to_jsonable(value)
+        return _step_number(value, where)
+    if not isinstance(value, int):
+        raise ValueError(f"{where}: a step must be a whole number, got {value!r}")
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise ValueError(f"{where}: step {value} does not fit in 64 bits")
+    return value
+
+
+def normalize_history(history: Any) -> MetricSeries:
+    """Any supported history shape → ``{metric: {step: value}}`` (see the module docstring).
+
+    Shapes: a pandas DataFrame; a dict of column → list (``_step`` gives the steps, else
+    0..n-1); a list of row dicts (``_step`` in each row, else the row's position); a single
+    row dict of scalars.
+    """
+    if _looks_like_dataframe(history):
+        columns = {str(name): history[name].tolist() for name in history.columns}
+        return _from_columns(columns)
+    if isinstance(history, Mapping):
+        if any(isinstance(value, (list, tuple)) for value in history.values()):
+            return _from_columns(history)
+        return _from_rows([history])
+    if isinstance(history, (list, tuple)):
+        return _from_rows(history)
+    raise ValueError(
+        "history must be a dict of column -> list, a list of row dicts, a single row dict or "
+        f"a pandas DataFrame; got {type(history).__name__}"
+    )
+
+
+def _looks_like_dataframe(value: Any) -> bool:
+    return hasattr(value, "columns") and hasattr(value, "iloc") and not isinstance(value, Mapping)
+
+
+def _from_columns(columns: Mapping[Any, Any]) -> MetricSeries:
+    lengths = {len(values) for values in columns.values() if isinstance(values, (list, tuple))}
+    if any(not isinstance(values, (list, tuple)) for values in columns.values()):
+        raise ValueError("history columns must all be lists")
+    if len(lengths) > 1:
+        raise ValueError(
+            f"history columns must have the same length, got lengths {sorted(lengths)}"
+        )
+    length = lengths.pop() if lengths else 0
+    raw_steps = columns.get(STEP_KEY)
+    steps: list[int | None]
+    if raw_steps is None:
+        steps = list(range(length))
+    else:
+        steps = [
+            None if _is_missing(step) else _step_number(step, f"history[{STEP_KEY!r}][{index}]")
+            for index, step in enumerate(raw_steps)
+        ]
+    series: MetricSeries = {}
+    for name, values in columns.items():
+        key = _metric_name(name)
+        if key == STEP_KEY:
+            continue
+        points = series.setdefault(key, {})
+        for index, value in enumerate(values):
+            step = steps[index]
+            if step is None or _is_missing(value):
+                continue
+            points[step] = jsoncodec.to_jsonable(value, f"history[{key!r}][{index}]")
+    return {key: points for key, points in series.items() if points}
+
+
+def _from_rows(rows: Iterable[Any]) -> MetricSeries:
+    series: MetricSeries = {}
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise ValueError(f"history row {index} must be a dict, got {type(row).__name__}")
+        raw_step = row.get(STEP_KEY, index)
+        step = _step_number(raw_step, f"history row {index} {STEP_KEY}")
+        for name, value in row.items():
+            key = _metric_name(name)
+            if key == STEP_KEY or value is None:
+                continue
+            series.setdefault(key, {})[step] = jsoncodec.to_jsonable(
+                value, f"history row {index}[{key!r}]"
+            )
+    return series
+
+
+def _metric_name(name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"history keys must be non-empty strings, got {name!r}")
+    if "\x00" in name:
+        raise ValueError(f"history key {name!r} contains a NUL character")
+    jsoncodec.check_unicode(name)
+    return name
+
+
+# --- compact arrays ---------------------------------------------------------------------------
+
+
+def _pack(typecode: str, values: Sequence[float] | Sequence[int]) -> bytes:
+    packed = array(typecode, values)
+    if _BIG_ENDIAN:  # pragma: no cover - stored little-endian everywhere
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _unpack(typecode: str, data: bytes) -> list[Any]:
+    unpacked = array(typecode)
+    unpacked.frombytes(data)
+    if _BIG_ENDIAN:  # pragma: no cover
+        unpacked.byteswap()
+    return unpacked.tolist()
+
+
+def encode_steps(steps: Sequence[int]) -> bytes:
+    """Ascending steps, compactly: an arithmetic run as (first, stride, count) in 25 bytes,
+    anything else as zlib-compressed int64 deltas."""
+    if not steps:
+        return _RANGE_TAG + struct.pack("<qqq", 0, 0, 0)
+    stride = steps[1] - steps[0] if len(steps) > 1 else 1
+    if all(b - a == stride for a, b in pairwise(steps)):
+        return _RANGE_TAG + struct.pack("<qqq", steps[0], stride, len(steps))
+    deltas = [steps[0], *(b - a for a, b in pairwise(steps))]
+    return _DELTAS_TAG + zlib.compress(_pack("q", deltas), 6)
+
+
+def decode_steps(data: bytes) -> list[int]:
+    tag, body = data[:1], data[1:]
+    if tag == _RANGE_TAG:
+        first, stride, count = struct.unpack("<qqq", body)
+        return [first + stride * index for index in range(count)]
+    if tag != _DELTAS_TAG:
+        raise ValueError(f"corrupt history steps: unknown encoding {tag!r}")
+    steps: list[int] = []
+    total = 0
+    for delta in _unpack("q", zlib.decompress(body)):
+        total += delta
+        steps.append(total)
+    return steps
+
+
+def value_kind(values: Iterable[Any]) -> str:
+    """``int`` when every value is an int, ``float`` when every value is a number, else ``json``.
+
+    Ints mixed into a float series come back as equal floats (``1`` → ``1.0``).
+    """
+    has_float = False
+    exact_in_float = True
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "json"
+        if isinstance(value, float):
+            has_float = True
+        elif not _INT64_MIN <= value <= _INT64_MAX:
+            return "json"
+        elif abs(value) > _FLOAT_EXACT_INT:
+            exact_in_float = False
+    if not has_float:
+        return "int"
+    # An int in a float series comes back as the equal float; one too big to be exact in a
+    # float64 keeps the whole series as JSON instead, so no value changes.
+    return "float" if exact_in_float else "json"
+
+
+@dataclass(frozen=True)
+class EncodedSeries:
+    kind: str
+    num_points: int
+    first_step: int
+    last_step: int
+    step_data: bytes
+    value_data: bytes | None
+    value_json: list[Any] | None
+
+
+def encode_series(points: Mapping[int, Any]) -> EncodedSeries:
+    steps = sorted(points)
+    values = [points[step] for step in steps]
+    kind = value_kind(values)
+    value_data: bytes | None = None
+    value_json: list[Any] | None = None
+    if kind == "float":
+        value_data = _pack("d", [float(value) for value in values])
+    elif kind == "int":
+        value_data = _pack("q", values)
+    else:
+        value_json = values
+    return EncodedSeries(
+        kind, len(steps), steps[0], steps[-1], encode_steps(steps), value_data, value_json
+    )
+
+
+def decode_series(
+    kind: str, step_data: bytes, value_data: bytes | None, value_json: Any
+) -> dict[int, Any]:
+    steps = decode_steps(step_data)
+    if kind == "json":
+        values = list(value_json or [])
+    else:
+        assert value_data is not None
+        values = _unpack("d" if kind == "float" else "q", value_data)
+    if len(values) != len(steps):
+        raise ValueError(f"corrupt history row: {len(steps)} steps but {len(values)} values")
+    return dict(zip(steps, values, strict=True))
+
+
+# --- repository -------------------------------------------------------------------------------
+
+
+def metric_ids(session: Session, names: Iterable[str], *, create: bool) -> dict[str, int]:
+    """Ids of metric names in the dictionary, adding the missing ones when ``create``."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    found: dict[str, int] = dict(
+        session.execute(
+            sa.select(HistoryMetric.name, HistoryMetric.id).where(HistoryMetric.name.in_(wanted))
+        ).all()
+    )
+    missing = [name for name in wanted if name not in found]
+    if missing and create:
+        portable.insert_ignoring_conflicts(
+            session, HistoryMetric.__table__, [{"name": name} for name in missing], ("name",)
+        )
+        added = sa.select(HistoryMetric.name, HistoryMetric.id).where(
+            HistoryMetric.name.in_(missing)
+        )
+        found.update(session.execute(added).all())
+    return found
+
+
+def log_history(
+    session: Session,
+    run_id: str,
+    history: Any,
+    key_metrics: KeyMetricMapping = DEFAULT_KEY_METRICS,
+) -> int:
+    """Merge ``history`` into the run's stored history; returns the number of values written.
+
+    A (metric, step) logged again replaces the earlier value; everything else is kept, so
+    calling this every N steps during training and once more at the end is safe.
+    """
+    validate_run_id(run_id)
+    incoming = normalize_history(history)
+    require_run(session, run_id)
+    if not incoming:
+        return 0
+    ids = metric_ids(session, incoming, create=True)
+    existing = _load_series(session, run_id, [ids[name] for name in incoming])
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    merged_series: MetricSeries = {}
+    for name, points in incoming.items():
+        metric_id = ids[name]
+        merged = existing.get(metric_id, {})
+        merged.update(points)
+        merged_series[name] = merged
+        encoded = encode_series(merged)
+        row = {"run_id": run_id, "metric_id": metric_id, **encoded.__dict__}
+        (updates if metric_id in existing else inserts).append(row)
+    if inserts:
+        session.execute(sa.insert(RunHistory), inserts)
+    if updates:
+        session.execute(sa.update(RunHistory), updates)
+    steps = sorted({step for points in incoming.values() for step in points})
+    _store_key_metrics(session, run_id, steps, merged_series, key_metrics)
+    return sum(len(points) for points in incoming.values())
+
+
+def _load_series(session: Session, run_id: str, ids: Sequence[int]) -> dict[int, dict[int, Any]]:
+    rows = session.execute(
+        sa.select(
+            RunHistory.metric_id,
+            RunHistory.kind,
+            RunHistory.step_data,
+            RunHistory.value_data,
+            RunHistory.value_json,
+        ).where(RunHistory.run_id == run_id, RunHistory.metric_id.in_(ids))
+    )
+    return {
+        metric_id: decode_series(kind, step_data, value_data, value_json)
+        for metric_id, kind, step_data, value_data, value_json in rows
+    }
+
+
+def _store_key_metrics(
+    session: Session,
+    run_id: str,
+    steps: Sequence[int],
+    series: MetricSeries,
+    mapping: KeyMetricMapping,
+) -> None:
+    """Upsert the key-metric rows of ``steps`` from the merged series touched by this call."""
+    wanted = mapping.source_keys() | {
+        name for name in series if name.startswith(mapping.objective_prefix)
+    }
+    if not any(name in series for name in wanted):
+        return
+    relevant = {name: series[name] for name in wanted if name in series}
+    # Keys not touched by this call may still fill a column at these steps: read them too.
+    untouched = [key for key in mapping.source_keys() if key not in relevant]
+    if untouched:
+        ids = metric_ids(session, untouched, create=False)
+        if ids:
+            loaded = _load_series(session, run_id, list(ids.values()))
+            names = {metric_id: name for name, metric_id in ids.items()}
+            relevant.update({names[metric_id]: pts for metric_id, pts in loaded.items()})
+    rows = [
+        row
+        for step in steps
+        if (row := _key_metrics_row(run_id, step, relevant, mapping)) is not None
+    ]
+    if rows:
+        portable.upsert_many(
+            session,
+            RunHistoryKeyMetrics.__table__,
+            rows,
+            conflict_columns=("run_id", "step"),
+            update_columns=(
+                "loss",
+                "grad_norm",
+                "learning_rate",
+                "objective_scores_json",
+                "timestamp",
+            ),
+        )
+
+
+def _first_number(series: MetricSeries, keys: Sequence[str], step: int) -> float | None:
+    for key in keys:
+        value = series.get(key, {}).get(step)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return optional_number(key, value)
+    return None
+
+
+def _key_metrics_row(
+    run_id: str, step: int, series: MetricSeries, mapping: KeyMetricMapping
+) -> dict[str, Any] | None:
+    scores = {
+        name[len(mapping.objective_prefix) :]: series[name][step]
+        for name in sorted(series)
+        if name.startswith(mapping.objective_prefix) and step in series[name]
+    }
+    row = {
+        "run_id": run_id,
+        "step": step,
+        "loss": _first_number(series, mapping.loss, step),
+        "grad_norm": _first_number(series, mapping.grad_norm, step),
+        "learning_rate": _first_number(series, mapping.learning_rate, step),
+        "objective_scores_json": scores or None,
+        "timestamp": _timestamp(series.get(mapping.timestamp, {}).get(step)),
+    }
+    if all(
+        row[name] is None
+        for name in ("loss", "grad_norm", "learning_rate", "objective_scores_json")
+    ):
+        return None
+    return row
+
+
+def _timestamp(value: Any) -> dt.datetime | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+
+
+def get_history(
+    session: Session,
+    run_id: str,
+    keys: Sequence[str] | None = None,
+    min_step: int | None = None,
+    max_step: int | None = None,
+) -> HistoryColumns:
+    """The run's history as columns aligned on ``_step`` (None where a key was not logged)."""
+    validate_run_id(run_id)
+    if isinstance(keys, str):
+        keys = [keys]
+    lower = None if min_step is None else _step_number(min_step, "min_step")
+    upper = None if max_step is None else _step_number(max_step, "max_step")
+    require_run(session, run_id)
+    statement = (
+        sa.select(
+            HistoryMetric.name,
+            RunHistory.kind,
+            RunHistory.step_data,
+            RunHistory.value_data,
+            RunHistory.value_json,
+        )
+        .join(HistoryMetric, HistoryMetric.id == RunHistory.metric_id)
+        .where(RunHistory.run_id == run_id)
+    )
+    if keys is not None:
+        names = [_metric_name(key) for key in keys]
+        statement = statement.where(HistoryMetric.name.in_(names))
+    if lower is not None:
+        statement = statement.where(RunHistory.last_step >= lower)
+    if upper is not None:
+        statement = statement.where(RunHistory.first_step <= upper)
+    series: MetricSeries = {}
+    for name, kind, step_data, value_data, value_json in session.execute(statement):
+        points = decode_series(kind, step_data, value_data, value_json)
+        series[name] = {
+            step: value
+            for step, value in points.items()
+            if (lower is None or step >= lower) and (upper is None or step <= upper)
+        }
+    return to_columns(series)
+
+
+def to_columns(series: Mapping[str, Mapping[int, Any]]) -> HistoryColumns:
+    """``{metric: {step: value}}`` → ``{'_step': [...], metric: [... None where absent]}``."""
+    steps = sorted({step for points in series.values() for step in points})
+    columns: HistoryColumns = {STEP_KEY: steps}
+    for name in sorted(series):
+        points = series[name]
+        columns[name] = [points.get(step) for step in steps]
+    return columns
+
+
+def has_history(session: Session, run_id: str) -> bool:
+    return (
+        session.scalar(sa.select(RunHistory.metric_id).where(RunHistory.run_id == run_id).limit(1))
+        is not None
+    )
+
+
+def delete_history(session: Session, run_id: str) -> int:
+    """Remove a run's history and key metrics; returns the number of metric rows removed."""
+    validate_run_id(run_id)
+    require_run(session, run_id)
+    session.execute(sa.delete(RunHistoryKeyMetrics).where(RunHistoryKeyMetrics.run_id == run_id))
+    result = session.execute(sa.delete(RunHistory).where(RunHistory.run_id == run_id))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def update_run_status_with_history(
+    session: Session,
+    /,
+    run_id: str,
+    status: str,
+    history_json: Any,
+    key_metrics: KeyMetricMapping = DEFAULT_KEY_METRICS,
+    **fields: Any,
+) -> None:
+    """``update_run_status`` plus a history (the seed's ``history_json=``), in one transaction."""
+    runs.update_run_status(session, run_id, status, **fields)
+    if history_json is not None:
+        log_history(session, run_id, history_json, key_metrics)
+
+
+def history_json(session: Session, run_id: str) -> str | None:
+    """The run's history as the JSON text of its columns dict, or None without history."""
+    if not has_history(session, run_id):
+        return None
+    return jsoncodec.dumps(get_history(session, run_id))
