@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -20,18 +21,19 @@ def invoke(url: URL, *args: str) -> Result:
 
 
 @pytest.fixture
-def demo_url(db_url: URL) -> URL:
-    result = invoke(db_url, "demo")
+def demo_url(db_url: URL, tmp_path: Path) -> URL:
+    result = invoke(db_url, "demo", "--plot", str(tmp_path / "demo.png"))
     assert result.exit_code == 0, result.output
     return db_url
 
 
-def test_demo_records_runs_and_is_rerunnable(db_url: URL) -> None:
-    first = invoke(db_url, "demo")
+def test_demo_records_runs_and_is_rerunnable(db_url: URL, tmp_path: Path) -> None:
+    plot = str(tmp_path / "demo.png")
+    first = invoke(db_url, "demo", "--plot", plot)
     assert first.exit_code == 0, first.output
     assert f"recorded: {len(DEMO_RUNS)} new runs" in first.output
-    assert "completed runs by gradient method" in first.output
-    second = invoke(db_url, "demo")
+    assert "mgda" in first.output and "best" in first.output  # the method comparison
+    second = invoke(db_url, "demo", "--plot", plot)
     assert second.exit_code == 0, second.output
     assert "recorded: 0 new runs" in second.output
     stats = TrainingDB(db_url).get_stats()
@@ -183,3 +185,119 @@ def test_parse_since() -> None:
     assert parse_since("7d", now) == dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     assert parse_since("1.5h", now) == now - dt.timedelta(minutes=90)
     assert parse_since("2026-01-01T00:00:00Z") == dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def test_demo_writes_a_plot(db_url: URL, tmp_path: object) -> None:
+    import pathlib
+
+    target = pathlib.Path(str(tmp_path)) / "demo.png"
+    result = invoke(db_url, "demo", "--plot", str(target))
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "objectives compare COMT_activity" in result.output
+
+
+def test_show_has_objectives_and_a_sparkline(demo_url: URL) -> None:
+    result = invoke(demo_url, "show", "demo_mgda_bs64_i-0a1")
+    assert result.exit_code == 0, result.output
+    assert "COMT_activity" in result.output and "normalized_mean" in result.output
+    assert "train/loss" in result.output
+    assert any(block in result.output for block in "▁▂▃▄▅▆▇█")
+    assert "(100 points)" in result.output
+
+
+def test_objectives_compare_and_stats(demo_url: URL) -> None:
+    compared = invoke(demo_url, "objectives", "compare", "COMT_activity", "--format", "json")
+    assert compared.exit_code == 0, compared.output
+    rows = json.loads(compared.output)
+    expected = TrainingDB(demo_url).compare_gradient_methods("COMT_activity")
+    assert [r["gradient_method"] for r in rows] == [r["gradient_method"] for r in expected]
+    stats = invoke(demo_url, "objectives", "stats", "QED", "--method", "mgda", "--format", "json")
+    assert stats.exit_code == 0, stats.output
+    assert json.loads(stats.output)["count"] == 2  # two completed mgda runs
+
+
+def test_objectives_query(demo_url: URL) -> None:
+    result = invoke(
+        demo_url,
+        "objectives",
+        "query",
+        "COMT_activity>=0.8",
+        "DRD5_activity>=0.7",
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    found = {r["run_id"] for r in json.loads(result.output)}
+    api = TrainingDB(demo_url).query_runs_by_objectives(
+        {"COMT_activity": {"min": 0.8}, "DRD5_activity": {"min": 0.7}}
+    )
+    assert found == {r["run_id"] for r in api}
+    assert found  # the demo has such runs
+    table = invoke(demo_url, "objectives", "query", "COMT_activity>=0.8")
+    assert "COMT_activity" in table.output
+
+
+def test_history_export(demo_url: URL) -> None:
+    as_csv = invoke(
+        demo_url, "history", "demo_mgda_bs64_i-0a1", "--keys", "train/loss", "--max-step", "30"
+    )
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.reader(io.StringIO(as_csv.output)))
+    assert rows[0] == ["_step", "train/loss"]
+    assert [row[0] for row in rows[1:]] == ["0", "10", "20", "30"]
+    as_json = invoke(demo_url, "history", "demo_pcgrad_bs32_i-0b2", "--format", "json")
+    columns = json.loads(as_json.output)
+    assert columns["train/loss"][-1] == "NaN"  # the logged divergence, as strict JSON
+    assert len(columns["_step"]) == 47
+
+
+def test_plot_runs_and_groups(demo_url: URL, tmp_path: object) -> None:
+    import pathlib
+
+    one = pathlib.Path(str(tmp_path)) / "runs.png"
+    result = invoke(
+        demo_url,
+        "plot",
+        "demo_mgda_bs64_i-0a1",
+        "demo_pcgrad_bs64_i-0b1",
+        "--metric",
+        "train/loss",
+        "-o",
+        str(one),
+    )
+    assert result.exit_code == 0, result.output
+    assert one.read_bytes()[:4] == b"\x89PNG"
+    grouped = pathlib.Path(str(tmp_path)) / "groups.png"
+    result = invoke(
+        demo_url,
+        "plot",
+        "--group-by",
+        "gradient_method",
+        "--metric",
+        "train/loss",
+        "--status",
+        "completed",
+        "-o",
+        str(grouped),
+    )
+    assert result.exit_code == 0, result.output
+    assert grouped.stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("objectives", "query", "COMT_activity>0.8"), "expected OBJECTIVE>=VALUE"),
+        (("objectives", "query", "COMT_activity>=high"), "is not a number"),
+        (("plot", "--metric", "train/loss"), "at least one RUN_ID"),
+        (("plot", "ghost", "--metric", "train/loss"), "no training run"),
+        (("plot", "--group-by", "config_json", "--metric", "x"), "group_by must be"),
+        (("history", "ghost"), "ghost"),
+    ],
+)
+def test_more_user_errors(db_url: URL, args: tuple[str, ...], message: str) -> None:
+    result = invoke(db_url, *args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output

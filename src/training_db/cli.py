@@ -23,12 +23,13 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from training_db import migrations
+from training_db import curves, migrations
 from training_db.db import TrainingDB
 from training_db.demo import record_demo_runs
 from training_db.errors import TrainingDBError
 from training_db.filters import MAX_LIMIT, parse_timestamp
 from training_db.models import TrainingRun
+from training_db.plots import sparkline
 from training_db.runs import RunDict
 from training_db.settings import safe_url
 
@@ -328,6 +329,7 @@ def _cell(name: str, value: Any) -> str:
     return str(value)
 
 
+OBJECTIVE_METRICS: Final = ("raw_mean", "normalized_mean", "raw_std", "normalized_std")
 NUMERIC_CELLS: Final = ("batch_size", "learning_rate", "duration_seconds", "final_loss")
 STATUS_STYLES: Final = {
     "completed": "green",
@@ -389,7 +391,43 @@ def show(context: Context, run_id: str, output_format: str) -> None:
     table.add_row("tags", json_text(run["tags"]) if run["tags"] else "-")
     table.add_row("config", _document_cell(run["config"]))
     table.add_row("final metrics", _document_cell(run["final_metrics"]))
+    loss = _loss_curve(context.db, run_id)
+    if loss is not None:
+        key, values = loss
+        finite = [value for value in values if value is not None and math.isfinite(value)]
+        summary = f"  {finite[0]:.4g} → {finite[-1]:.4g}" if finite else ""
+        table.add_row(key, f"{sparkline(values)}{summary}  ({len(values)} points)")
     context.out.print(table)
+    objectives = context.db.get_run_objectives(run_id)
+    if objectives:
+        context.out.print(objectives_table(objectives))
+
+
+def _loss_curve(db: TrainingDB, run_id: str) -> tuple[str, list[float | None]] | None:
+    """The first loss key the run logged, as plain values for a sparkline."""
+    for key in db.key_metrics.loss:
+        values = db.get_history(run_id, keys=[key]).get(key)
+        if values:
+            numbers = [
+                float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+                for v in values
+            ]
+            return key, numbers
+    return None
+
+
+def objectives_table(objectives: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for title in ("objective", "direction", "weight", *OBJECTIVE_METRICS):
+        table.add_column(title, justify="left" if title in ("objective", "direction") else "right")
+    for row in objectives:
+        table.add_row(
+            row["objective_name"],
+            row["direction"] or "-",
+            _cell("weight", row["weight"]),
+            *(_cell(metric, row[metric]) for metric in OBJECTIVE_METRICS),
+        )
+    return table
 
 
 def _duration_cell(seconds: float | None) -> str:
@@ -420,24 +458,307 @@ def stats(context: Context) -> None:
 
 
 @main.command()
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default="training-db-demo.png",
+    show_default=True,
+    help="Where to write the demo's loss plot.",
+)
 @pass_context
-def demo(context: Context) -> None:
-    """Record a few realistic runs through the public API, then query them.
+def demo(context: Context, plot_path: str) -> None:
+    """Record a few realistic runs through the public API, then query and plot them.
 
-    Walks runs through launch → running → completed / crashed on the selected database
-    (the embedded SQLite file unless --url or TRAINING_DB_* say otherwise). Re-running it
-    leaves the runs it recorded before as they are.
+    Walks runs through launch → running (logging history) → completed / crashed on the
+    selected database (the embedded SQLite file unless --url or TRAINING_DB_* say
+    otherwise), prints a runs table and a gradient-method comparison, and writes a plot of
+    the loss curves by method. Re-running it leaves the runs it recorded before as they are.
     """
     recorded = record_demo_runs(context.db, log=context.out.print)
     context.out.print(f"\n[bold]database:[/] {safe_url(context.db.url)}")
     context.out.print(f"[bold]recorded:[/] {len(recorded)} new runs\n")
-    context.out.print("[bold]training-db runs --tag demo=true[/]")
+    context.out.print("[bold]$ training-db runs --tag demo=true[/]")
     context.out.print(runs_table(context.db.query_runs({"tag.demo": True}, limit=20)))
-    context.out.print("\n[bold]completed runs by gradient method[/]")
-    for method in ("mgda", "pcgrad"):
-        done = context.db.query_runs(
-            {"tag.demo": True, "gradient_method": method, "status": "completed"}
+    context.out.print("\n[bold]$ training-db objectives compare COMT_activity[/]")
+    context.out.print(comparison_table(context.db.compare_gradient_methods("COMT_activity")))
+    try:
+        written = curves.plot_groups(
+            context.db, "train/loss", plot_path, filters={"tag.demo": True}
         )
-        losses = [run["final_loss"] for run in done if run["final_loss"] is not None]
-        mean = sum(losses) / len(losses) if losses else math.nan
-        context.out.print(f"  {method:>7}: {len(done)} completed, mean final loss {mean:.4f}")
+    except ImportError as exc:
+        context.out.print(f"\n(no plot: {exc})")
+    else:
+        context.out.print(
+            f"\n[bold]$ training-db plot --group-by gradient_method "
+            f"--metric train/loss -o {plot_path}[/]\nwrote {written}"
+        )
+
+
+# --- objectives -----------------------------------------------------------------------------
+
+_OBJECTIVE_CONDITION = re.compile(
+    r"^\s*(?P<name>[^<>=\s]+)\s*(?P<op>>=|<=|==|=)\s*(?P<value>\S+)\s*$"
+)
+
+
+def parse_objective_conditions(conditions: Iterable[str], metric: str) -> dict[str, Any]:
+    """``'COMT_activity>=0.8'`` → ``{'COMT_activity': {'min': '0.8', 'metric': metric}}``."""
+    filters: dict[str, dict[str, Any]] = {}
+    for condition in conditions:
+        match = _OBJECTIVE_CONDITION.match(condition)
+        if match is None:
+            raise ValueError(
+                f"{condition!r}: expected OBJECTIVE>=VALUE or OBJECTIVE<=VALUE (bounds are "
+                "inclusive), e.g. 'COMT_activity>=0.8'"
+            )
+        bounds = filters.setdefault(match.group("name"), {"metric": metric})
+        value = _number(match.group("value"), condition)
+        if match.group("op") in (">=", "==", "="):
+            bounds["min"] = value
+        if match.group("op") in ("<=", "==", "="):
+            bounds["max"] = value
+    return filters
+
+
+def _number(text: str, where: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{where!r}: {text!r} is not a number") from None
+
+
+def comparison_table(rows: Sequence[Mapping[str, Any]]) -> Table | str:
+    if not rows:
+        return "no runs with this objective"
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for title in ("method", "runs", "avg", "best"):
+        table.add_column(title, justify="left" if title == "method" else "right")
+    for row in rows:
+        table.add_row(
+            str(row["gradient_method"]),
+            str(row["num_runs"]),
+            _cell("avg", row["avg"]),
+            _cell("best", row["best"]),
+        )
+    return table
+
+
+metric_option = click.option(
+    "--metric",
+    default="raw_mean",
+    show_default=True,
+    type=click.Choice(OBJECTIVE_METRICS),
+    help="Which final value of the objective.",
+)
+
+
+@main.group()
+def objectives() -> None:
+    """Questions about per-run objectives (final values from the W&B summary)."""
+
+
+@objectives.command("compare")
+@click.argument("objective")
+@metric_option
+@click.option(
+    "--status",
+    default="completed",
+    show_default=True,
+    help="Runs of this status only; 'any' for all.",
+)
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@pass_context
+def objectives_compare(
+    context: Context, objective: str, metric: str, status: str, output_format: str
+) -> None:
+    """Compare gradient methods on OBJECTIVE: runs, average and best, best first.
+
+    \b
+    Example:
+      training-db objectives compare DRD5_activity --metric normalized_mean
+    """
+    rows = context.db.compare_gradient_methods(
+        objective, metric, None if status == "any" else status
+    )
+    if output_format == "json":
+        context.out.print_json(json_text(rows))
+    else:
+        context.out.print(comparison_table(rows))
+
+
+@objectives.command("stats")
+@click.argument("objective")
+@metric_option
+@click.option("--status", help="Runs of this status only.")
+@click.option("--method", "gradient_method", help="Runs of this gradient method only.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@pass_context
+def objectives_stats(
+    context: Context,
+    objective: str,
+    metric: str,
+    status: str | None,
+    gradient_method: str | None,
+    output_format: str,
+) -> None:
+    """Count, average, min, max and (population) std of one objective's final values.
+
+    \b
+    Example:
+      training-db objectives stats COMT_activity --status completed --method mgda
+    """
+    found = context.db.get_objective_statistics(objective, metric, status, gradient_method)
+    if output_format == "json":
+        context.out.print_json(json_text(found))
+        return
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold", justify="right")
+    table.add_column(justify="right")
+    for key, value in found.items():
+        table.add_row(key, _cell(key, value))
+    context.out.print(table)
+
+
+@objectives.command("query")
+@click.argument("conditions", nargs=-1, required=True)
+@metric_option
+@click.option("--method", "gradient_method", help="Runs of this gradient method only.")
+@click.option("--status", help="Runs of this status only.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@pass_context
+def objectives_query(
+    context: Context,
+    conditions: Sequence[str],
+    metric: str,
+    gradient_method: str | None,
+    status: str | None,
+    limit: int,
+    output_format: str,
+) -> None:
+    """Runs whose objectives all meet CONDITIONS (inclusive bounds), newest first.
+
+    \b
+    Example:
+      training-db objectives query 'COMT_activity>=0.8' 'DRD5_activity>=0.7' --method mgda
+    """
+    found = context.db.query_runs_by_objectives(
+        parse_objective_conditions(conditions, metric), gradient_method, status, limit
+    )
+    if output_format == "table" and found:
+        context.out.print(_objective_runs_table(found, sorted(found[0]["objectives"]), metric))
+        return
+    render_runs(context.out, found, output_format)
+
+
+def _objective_runs_table(found: Sequence[RunDict], names: Sequence[str], metric: str) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for title in ("run", "status", "method", *names):
+        table.add_column(title, justify="right" if title in names else "left", no_wrap=True)
+    for run in found:
+        table.add_row(
+            run["run_id"],
+            run["status"],
+            run["gradient_method"] or "-",
+            *(_cell(metric, run["objectives"][name][metric]) for name in names),
+        )
+    return table
+
+
+# --- history and plots ----------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--keys", "keys", multiple=True, metavar="KEY", help="Only these metrics.")
+@click.option("--min-step", type=int)
+@click.option("--max-step", type=int)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+)
+@pass_context
+def history(
+    context: Context,
+    run_id: str,
+    keys: Sequence[str],
+    min_step: int | None,
+    max_step: int | None,
+    output_format: str,
+) -> None:
+    """Export a run's W&B history, one row per step (empty where a key was not logged).
+
+    \b
+    Examples:
+      training-db history my_run --keys train/loss --keys train/grad_norm > curve.csv
+      training-db history my_run --format json --min-step 1000
+    """
+    columns = context.db.get_history(run_id, list(keys) or None, min_step, max_step)
+    if output_format == "json":
+        click.echo(json_text(columns))
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = list(columns)
+    writer.writerow(names)
+    for index in range(len(columns["_step"])):
+        writer.writerow(
+            ["" if columns[name][index] is None else _plain(columns[name][index]) for name in names]
+        )
+    click.echo(buffer.getvalue(), nl=False)
+
+
+@main.command()
+@click.argument("run_ids", nargs=-1)
+@click.option("--metric", required=True, help="History key to plot, e.g. train/loss.")
+@click.option("--group-by", help="Plot each group's mean ± std instead, e.g. gradient_method.")
+@click.option("--status", help="With --group-by: runs of this status only.")
+@click.option("--where", "wheres", multiple=True, metavar="EXPR", help="With --group-by: filter.")
+@click.option(
+    "-o",
+    "--output",
+    default="curve.png",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="PNG file to write.",
+)
+@pass_context
+def plot(
+    context: Context,
+    run_ids: Sequence[str],
+    metric: str,
+    group_by: str | None,
+    status: str | None,
+    wheres: Sequence[str],
+    output: str,
+) -> None:
+    """Plot METRIC of RUN_IDS against step, or of groups of runs (--group-by), to a PNG.
+
+    \b
+    Examples:
+      training-db plot run_a run_b --metric train/loss -o loss.png
+      training-db plot --group-by gradient_method --metric train/loss --status completed
+    Needs matplotlib: pip install 'mangodb[plot]'.
+    """
+    if group_by is None:
+        if not run_ids:
+            raise ValueError("name at least one RUN_ID, or use --group-by")
+        written = curves.plot_runs(context.db, run_ids, metric, output)
+    else:
+        if run_ids:
+            raise ValueError("--group-by selects runs with --status/--where; drop the RUN_IDS")
+        filters = parse_where(wheres)
+        if status is not None:
+            filters["status"] = status
+        written = curves.plot_groups(context.db, metric, output, group_by=group_by, filters=filters)
+    context.out.print(f"wrote {written}")

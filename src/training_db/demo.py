@@ -93,6 +93,35 @@ def demo_summary(spec: DemoRun, rng: random.Random) -> dict[str, Any]:
     return summary
 
 
+HISTORY_STEPS: Final = 100
+
+
+def demo_history(spec: DemoRun, rng: random.Random, steps: int) -> list[dict[str, Any]]:
+    """W&B-like history rows: a decaying loss, grad norm, learning rate, objective scores."""
+    quality = {"mgda": 0.85, "pcgrad": 0.8, "imtlg": 0.75}[spec.gradient_method]
+    rows: list[dict[str, Any]] = []
+    for step in range(steps):
+        progress = step / HISTORY_STEPS
+        row: dict[str, Any] = {
+            "_step": step * 10,
+            "_timestamp": EPOCH.timestamp() + spec.day * 86400 + step * 60,
+            "train/loss": round(
+                (0.9 - quality) + 0.8 * math.exp(-5 * progress) + rng.gauss(0, 0.01), 5
+            ),
+            "train/grad_norm": round(abs(rng.gauss(1.0, 0.2)), 4),
+            "train/learning_rate": spec.learning_rate * min(1.0, (step + 1) / 10),
+        }
+        if step % 5 == 0:  # objectives are scored every 5 steps: a sparse key
+            for name, direction, _ in OBJECTIVES:
+                row[f"objectives/{name}_{direction}/raw_mean"] = round(
+                    quality * (1 - math.exp(-4 * progress)) + rng.gauss(0, 0.01), 4
+                )
+        rows.append(row)
+    if spec.outcome == "crashed":
+        rows[-1]["train/loss"] = float("nan")  # the divergence that crashed it
+    return rows
+
+
 def record_demo_runs(db: TrainingDB, log: Callable[[str], object] = print) -> list[str]:
     """Record the demo runs that are not there yet; returns their ids."""
     recorded: list[str] = []
@@ -123,6 +152,15 @@ def _record(db: TrainingDB, spec: DemoRun, rng: random.Random) -> None:
         created_at=launched,
     )
     db.attach_conversation(spec.run_id, f"conversations/{spec.run_id}/conversation.json")
+    for objective in demo_config(spec)["objectives"]:
+        db.insert_objective(
+            spec.run_id,
+            objective["name"],
+            objective_alias=objective["alias"],
+            uniprot=objective["params"]["uniprot"],
+            weight=objective["weight"],
+            direction=objective["direction"],
+        )
     db.set_tags(spec.run_id, {"demo": True, "owner": "demo"})
     # 2. Training start (train.py)
     db.update_run_status(
@@ -132,7 +170,12 @@ def _record(db: TrainingDB, spec: DemoRun, rng: random.Random) -> None:
         wandb_url=f"https://wandb.ai/mango/finetune/runs/wb-{instance_id}",
         started_at=started,
     )
-    # 3. The end: a crash (crash_notifications.py) or a completion with the W&B summary.
+    # Training logs history every few steps (a crash keeps what was logged so far).
+    steps = {"completed": HISTORY_STEPS, "crashed": 47, "running": 30}[spec.outcome]
+    rows = demo_history(spec, rng, steps)
+    for start in range(0, len(rows), 25):
+        db.log_history(spec.run_id, rows[start : start + 25])
+    # 3. The end: a crash (crash_notifications.py) or completion with the W&B summary.
     if spec.outcome == "crashed":
         db.update_run_status(spec.run_id, "crashed", ended_at=started + dt.timedelta(minutes=47))
         prefix = f"crash-reports/{spec.run_id}"
@@ -141,11 +184,9 @@ def _record(db: TrainingDB, spec: DemoRun, rng: random.Random) -> None:
         )
     elif spec.outcome == "completed":
         summary = demo_summary(spec, rng)
-        runtime = float(summary["_runtime"])
-        assert math.isfinite(runtime)
-        db.update_run_status(
+        db.finish_run(
             spec.run_id,
             "completed",
-            final_metrics_json=summary,
-            ended_at=started + dt.timedelta(seconds=runtime),
+            summary,
+            ended_at=started + dt.timedelta(seconds=float(summary["_runtime"])),
         )

@@ -533,3 +533,27 @@ def history_json(session: Session, run_id: str) -> str | None:
     if not has_history(session, run_id):
         return None
     return jsoncodec.dumps(get_history(session, run_id))
+
+
+def metric_series(
+    session: Session, metric: str, run_ids: Sequence[str]
+) -> dict[str, dict[int, Any]]:
+    """One metric of many runs in one query: ``run_id -> {step: value}``."""
+    name = _metric_name(metric)
+    if not run_ids:
+        return {}
+    rows = session.execute(
+        sa.select(
+            RunHistory.run_id,
+            RunHistory.kind,
+            RunHistory.step_data,
+            RunHistory.value_data,
+            RunHistory.value_json,
+        )
+        .join(HistoryMetric, HistoryMetric.id == RunHistory.metric_id)
+        .where(HistoryMetric.name == name, RunHistory.run_id.in_(list(run_ids)))
+    )
+    return {
+        run_id: decode_series(kind, step_data, value_data, value_json)
+        for run_id, kind, step_data, value_data, value_json in rows
+    }

@@ -1,0 +1,149 @@
+"""Questions across runs' training curves: finders and plots over the history store.
+
+Each function selects runs with the ``query_runs`` filters, reads one metric of every
+selected run in one query, and hands the curves to :mod:`training_db.analysis` (pure
+detectors) or :mod:`training_db.plots` (matplotlib, optional).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from training_db import analysis, plots
+from training_db import history as history_store
+from training_db.filters import filterable_columns
+
+if TYPE_CHECKING:
+    from training_db.db import TrainingDB
+
+Curve = tuple[list[int], list[float]]
+DEFAULT_RUN_LIMIT: Final = 1000
+
+
+def metric_curves(
+    db: TrainingDB, metric: str, run_ids: Sequence[str], *, keep_non_finite: bool = False
+) -> dict[str, Curve]:
+    """``run_id -> (steps, values)`` of one metric for the runs that logged it."""
+    series = db._read(history_store.metric_series, metric, list(run_ids))
+    curves: dict[str, Curve] = {}
+    for run_id, points in series.items():
+        columns = history_store.to_columns({metric: points})
+        steps, values = analysis.series_points(columns, metric, keep_non_finite=keep_non_finite)
+        if steps:
+            curves[run_id] = (steps, values)
+    return curves
+
+
+def find_plateaued_runs(
+    db: TrainingDB,
+    metric: str,
+    filters: Mapping[str, Any] | None = None,
+    *,
+    window: int = 10,
+    min_relative_change: float = 0.01,
+    direction: analysis.Direction | None = None,
+    limit: int = DEFAULT_RUN_LIMIT,
+) -> list[dict[str, Any]]:
+    """Runs whose ``metric`` plateaued: ``[{'run_id', 'run_name', 'plateau_step'}]``.
+
+    ``window`` and ``min_relative_change`` are those of :func:`analysis.detect_plateau`: the
+    curve has plateaued from the first step after which its rolling mean (over ``window``
+    logged points) moves by less than ``min_relative_change`` of the curve's range.
+    """
+    runs = db.query_runs(filters, limit=limit)
+    curves = metric_curves(db, metric, [run["run_id"] for run in runs])
+    found = []
+    for run in runs:
+        curve = curves.get(run["run_id"])
+        if curve is None:
+            continue
+        step = analysis.detect_plateau(
+            *curve, window=window, min_relative_change=min_relative_change, direction=direction
+        )
+        if step is not None:
+            found.append(
+                {"run_id": run["run_id"], "run_name": run["run_name"], "plateau_step": step}
+            )
+    return found
+
+
+def find_runs_with_spikes(
+    db: TrainingDB,
+    metric: str,
+    filters: Mapping[str, Any] | None = None,
+    *,
+    window: int = 10,
+    threshold: float = 5.0,
+    limit: int = DEFAULT_RUN_LIMIT,
+) -> list[dict[str, Any]]:
+    """Runs whose ``metric`` spiked: ``[{'run_id', 'run_name', 'spike_steps'}]``.
+
+    A spike (see :func:`analysis.detect_spikes`) is a value more than ``threshold`` rolling
+    median absolute deviations away from the median of the previous ``window`` points, or
+    a logged NaN / ±Infinity (a diverged value).
+    """
+    runs = db.query_runs(filters, limit=limit)
+    curves = metric_curves(db, metric, [run["run_id"] for run in runs], keep_non_finite=True)
+    found = []
+    for run in runs:
+        curve = curves.get(run["run_id"])
+        if curve is None:
+            continue
+        spikes = analysis.detect_spikes(*curve, window=window, threshold=threshold)
+        if spikes:
+            found.append(
+                {"run_id": run["run_id"], "run_name": run["run_name"], "spike_steps": spikes}
+            )
+    return found
+
+
+def plot_runs(
+    db: TrainingDB, run_ids: Sequence[str], metric: str, output: str | Path, **style: Any
+) -> Path:
+    """One PNG with ``metric`` of each run against step, the legend by run name."""
+    if not run_ids:
+        raise ValueError("plot_runs needs at least one run id")
+    names = {}
+    for run_id in run_ids:
+        run = db.get_run(run_id)
+        if run is None:
+            raise LookupError(f"no training run with run_id={run_id!r}")
+        names[run_id] = run["run_name"] or run_id
+    curves = metric_curves(db, metric, run_ids)
+    if not curves:
+        raise ValueError(f"none of the runs logged {metric!r}")
+    return plots.plot_curves(
+        {names[run_id]: curves[run_id] for run_id in run_ids if run_id in curves},
+        metric,
+        output,
+        **style,
+    )
+
+
+def plot_groups(
+    db: TrainingDB,
+    metric: str,
+    output: str | Path,
+    *,
+    group_by: str = "gradient_method",
+    filters: Mapping[str, Any] | None = None,
+    limit: int = DEFAULT_RUN_LIMIT,
+    **style: Any,
+) -> Path:
+    """One PNG with each group's mean ``metric`` curve ± one standard deviation.
+
+    ``group_by`` is a ``training_runs`` column (e.g. ``gradient_method``, ``batch_size``).
+    """
+    if group_by not in filterable_columns():
+        raise ValueError(f"group_by must be a training_runs column, got {group_by!r}")
+    runs = db.query_runs(filters, limit=limit)
+    curves = metric_curves(db, metric, [run["run_id"] for run in runs])
+    groups: dict[str, list[Curve]] = {}
+    for run in runs:
+        if run["run_id"] in curves:
+            groups.setdefault(str(run[group_by]), []).append(curves[run["run_id"]])
+    if not groups:
+        raise ValueError(f"no selected run logged {metric!r}")
+    return plots.plot_band(dict(sorted(groups.items())), metric, output, **style)
