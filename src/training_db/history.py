@@ -139,11 +139,18 @@ def _from_columns(columns: Mapping[Any, Any]) -> MetricSeries:
         if key == STEP_KEY:
             continue
         points = series.setdefault(key, {})
-        for index, value in enumerate(values):
-            step = steps[index]
-            if step is None or _is_missing(value):
+        for index, (step, value) in enumerate(zip(steps, values, strict=True)):
+            if step is None:
                 continue
-            points[step] = jsoncodec.to_jsonable(value, f"history[{key!r}][{index}]")
+            value_type = type(value)
+            # The common case first: plain floats and ints need no conversion.
+            if value_type is float:
+                if not math.isnan(value):  # NaN is "not logged" in the columns shapes
+                    points[step] = value
+            elif value_type is int:
+                points[step] = value
+            elif not _is_missing(value):
+                points[step] = jsoncodec.to_jsonable(value, f"history[{key!r}][{index}]")
     return {key: points for key, points in series.items() if points}
 
 
@@ -223,22 +230,20 @@ def value_kind(values: Iterable[Any]) -> str:
 
     Ints mixed into a float series come back as equal floats (``1`` → ``1.0``).
     """
-    has_float = False
-    exact_in_float = True
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return "json"
-        if isinstance(value, float):
-            has_float = True
-        elif not _INT64_MIN <= value <= _INT64_MAX:
-            return "json"
-        elif abs(value) > _FLOAT_EXACT_INT:
-            exact_in_float = False
-    if not has_float:
+    values = list(values)
+    types = {type(value) for value in values}
+    if types <= {float}:
+        return "float"
+    if not types <= {int, float}:  # bool, str, dict, list, None, subclasses
+        return "json"
+    ints = [value for value in values if type(value) is int]
+    if not all(_INT64_MIN <= value <= _INT64_MAX for value in ints):
+        return "json"
+    if float not in types:
         return "int"
     # An int in a float series comes back as the equal float; one too big to be exact in a
     # float64 keeps the whole series as JSON instead, so no value changes.
-    return "float" if exact_in_float else "json"
+    return "float" if all(abs(value) <= _FLOAT_EXACT_INT for value in ints) else "json"
 
 
 @dataclass(frozen=True)
@@ -259,7 +264,7 @@ def encode_series(points: Mapping[int, Any]) -> EncodedSeries:
     value_data: bytes | None = None
     value_json: list[Any] | None = None
     if kind == "float":
-        value_data = _pack("d", [float(value) for value in values])
+        value_data = _pack("d", values)
     elif kind == "int":
         value_data = _pack("q", values)
     else:
