@@ -45,7 +45,7 @@ def series_points(
     Rows where ``key`` was not logged (None) or holds something that is not a real number
     (a string, a dict of a histogram, a bool) are skipped. NaN and +/-inf are skipped too,
     because plateau and divergence need finite values; pass ``keep_non_finite=True`` to
-    keep them for :func:`detect_spikes`, which reports them as instabilities.
+    keep them for `detect_spikes`, which reports them as instabilities.
     A metric the columns dict does not have gives two empty lists.
 
     Raises ValueError when ``_step`` is missing, a column's length differs from

@@ -1,8 +1,8 @@
 """Questions across runs' training curves: finders and plots over the history store.
 
 Each function selects runs with the ``query_runs`` filters, reads one metric of every
-selected run in one query, and hands the curves to :mod:`training_db.analysis` (pure
-detectors) or :mod:`training_db.plots` (matplotlib, optional).
+selected run in one query, and hands the curves to `training_db.analysis` (pure
+detectors) or `training_db.plots` (matplotlib, optional).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def find_plateaued_runs(
 ) -> list[dict[str, Any]]:
     """Runs whose ``metric`` plateaued: ``[{'run_id', 'run_name', 'plateau_step'}]``.
 
-    ``window`` and ``min_relative_change`` are those of :func:`analysis.detect_plateau`: the
+    ``window`` and ``min_relative_change`` are those of `analysis.detect_plateau`: the
     curve has plateaued from the first step after which its rolling mean (over ``window``
     logged points) moves by less than ``min_relative_change`` of the curve's range.
     """
@@ -80,7 +80,7 @@ def find_runs_with_spikes(
 ) -> list[dict[str, Any]]:
     """Runs whose ``metric`` spiked: ``[{'run_id', 'run_name', 'spike_steps'}]``.
 
-    A spike (see :func:`analysis.detect_spikes`) is a value more than ``threshold`` rolling
+    A spike (see `analysis.detect_spikes`) is a value more than ``threshold`` rolling
     median absolute deviations away from the median of the previous ``window`` points, or
     a logged NaN / ±Infinity (a diverged value).
     """

@@ -1,7 +1,7 @@
 """The exception hierarchy, and the one place where driver errors are translated.
 
 Bad arguments raise ``ValueError`` (or a subclass below) with a message naming the bad value
-and the valid ones. Everything raised on purpose derives from :class:`TrainingDBError`.
+and the valid ones. Everything raised on purpose derives from `TrainingDBError`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ be converted to the column's type are left out of the column (the whole config i
 
 To add an extracted column: add it to ``TrainingRun`` in ``models.py``, add one entry here,
 and write one Alembic revision that adds the column and calls
-:func:`backfill_extracted_columns` with its name (see ``alembic/versions/0002_v2_*.py``).
+`backfill_extracted_columns` with its name (see ``alembic/versions/0002_v2_*.py``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Missing versus logged NaN
     W&B's DataFrame marks "not logged at this step" with NaN. In the *columns* shapes
     (``{column: list}`` and a pandas DataFrame) NaN and None therefore mean "not logged"
     and are not stored. In the *rows* shape (``scan_history()``-style dicts, and what
-    :func:`log_history` is given during training) a key that is present is a logged
+    `log_history` is given during training) a key that is present is a logged
     value, so a diverged loss logged as NaN is stored as NaN; an absent key or None is
     "not logged". Reading returns None for "not logged" and NaN for a logged NaN.
 """

@@ -2,10 +2,10 @@
 
 Two steps, both pure functions:
 
-* :func:`to_jsonable` turns what training code really holds (NumPy scalars and arrays,
+* `to_jsonable` turns what training code really holds (NumPy scalars and arrays,
   ``datetime``, ``Path``, ``Enum``, tuples, sets) into plain JSON values, and names the key
   path of anything it cannot convert.
-* :func:`encode_document` / :func:`decode_document` map the values that a database's JSON
+* `encode_document` / `decode_document` map the values that a database's JSON
   type cannot hold onto small tagged objects and back. PostgreSQL's JSON types reject NaN,
   ±Infinity and the NUL character, and JSONB prints large floats without an exponent (so
   ``1e16`` would come back as an int). A tagged object is a one-key dict:
@@ -168,7 +168,7 @@ def _float_text(value: float) -> str:
 
 
 def decode_document(value: Any) -> Any:
-    """Invert :func:`encode_document`."""
+    """Invert `encode_document`."""
     if isinstance(value, dict):
         if len(value) == 1:
             ((key, item),) = value.items()

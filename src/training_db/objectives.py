@@ -1,6 +1,6 @@
 """Repository functions for run objectives, and the atomic run completion.
 
-Like :mod:`training_db.runs`, each function takes a ``Session`` and never commits; arguments
+Like `training_db.runs`, each function takes a ``Session`` and never commits; arguments
 are validated before the first statement, so a bad call writes nothing.
 
 An objective row holds how one objective of a run was configured (alias, UniProt id, weight,
@@ -406,7 +406,7 @@ def compare_gradient_methods(
     """Per gradient method: how many runs have a value, their mean and their best value.
 
     ``best`` is the maximum for a maximized objective (or one of unknown direction) and the
-    minimum for a minimized one (see :func:`objective_direction`). Best method first: by
+    minimum for a minimized one (see `objective_direction`). Best method first: by
     ``avg`` in the objective's direction, then by ``best``, ties by gradient method (NULL
     last). ``status=None`` compares runs of every status.
     """

@@ -5,7 +5,7 @@ the plotting functions and the package imports without it. Figures are built wit
 ``matplotlib.figure.Figure`` on an Agg canvas rather than ``pyplot``: no global figure
 registry, no GUI backend, safe in a headless job and in threads.
 
-A curve is ``(steps, values)``, as :func:`training_db.analysis.series_points` returns.
+A curve is ``(steps, values)``, as `training_db.analysis.series_points` returns.
 """
 
 from __future__ import annotations

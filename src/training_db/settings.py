@@ -119,7 +119,7 @@ def make_engine(
     env: Mapping[str, str] | None = None,
     for_migrations: bool = False,
 ) -> Engine:
-    """Create the engine for ``url`` (resolved as in :func:`resolve_url`).
+    """Create the engine for ``url`` (resolved as in `resolve_url`).
 
     ``for_migrations`` turns SQLite foreign keys off for the connection: batch migrations
     recreate tables, and dropping a parent table with foreign keys on would cascade-delete

@@ -1,9 +1,9 @@
 """Portable column types, decided once: models just say ``Mapped[datetime]`` or ``Mapped[dict]``.
 
-* :class:`UTCDateTime` — timezone-aware UTC in and out on both backends (SQLite keeps no
+* `UTCDateTime` — timezone-aware UTC in and out on both backends (SQLite keeps no
   zone; naive datetimes passed in are taken as UTC).
-* :class:`JSONDocument` — JSONB on PostgreSQL, JSON on SQLite, lossless for NaN, ±Infinity,
-  NUL characters and large floats (see :mod:`training_db.jsoncodec`).
+* `JSONDocument` — JSONB on PostgreSQL, JSON on SQLite, lossless for NaN, ±Infinity,
+  NUL characters and large floats (see `training_db.jsoncodec`).
 """
 
 from __future__ import annotations
