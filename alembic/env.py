@@ -3,6 +3,11 @@
 A connection handed in by ``training_db.migrations`` (``config.attributes["connection"]``)
 is used as it is, inside the transaction and lock its caller holds. Otherwise the URL is
 ``-x url=...``, else resolved from the TRAINING_DB_* variables like the package does.
+
+A database made by the old hand-written module (mangodb tables, no ``alembic_version``) is
+not touched from here: ``alembic`` stops with a message naming ``training-db upgrade``, which
+adopts it (recognises its revision, rebuilds its tables with every row, stamps it).
+``-x allow_data_loss=true`` lets a downgrade delete data (see ``refuse_data_loss``).
 """
 
 from __future__ import annotations
@@ -10,11 +15,12 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
+from alembic.util import CommandError
 from sqlalchemy import Connection
 
-from training_db.migrations import acquire_migration_lock
+from training_db.migrations import acquire_migration_lock, is_unversioned, unversioned_message
 from training_db.models import Base
-from training_db.settings import make_engine, resolve_url
+from training_db.settings import make_engine, resolve_url, safe_url
 
 config = context.config
 if config.config_file_name is not None:
@@ -60,10 +66,18 @@ def run_migrations_online() -> None:
         return
     engine = make_engine(_url_override(), for_migrations=True)
     try:
-        with engine.connect().execution_options(sqlite_write=True) as connection:
+        # One transaction for the whole command, begun before configuring so that Alembic
+        # joins it: on SQLite too (which Alembic would otherwise commit once per revision),
+        # a step that fails or refuses leaves the database as it was.
+        with (
+            engine.connect().execution_options(sqlite_write=True) as connection,
+            connection.begin(),
+        ):
+            acquire_migration_lock(connection)
+            if is_unversioned(connection):
+                raise CommandError(unversioned_message(safe_url(engine.url)))
             _configure(connection)
             with context.begin_transaction():
-                acquire_migration_lock(connection)
                 context.run_migrations()
     finally:
         engine.dispose()

@@ -301,3 +301,77 @@ def test_more_user_errors(db_url: URL, args: tuple[str, ...], message: str) -> N
     assert result.exit_code == 1
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_copy_to_postgres_and_refuse_non_empty(demo_url: URL, pg_empty_url: URL) -> None:
+    source = demo_url.render_as_string(hide_password=False)
+    target = pg_empty_url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(main, ["copy", "--from", source, "--to", target])
+    assert result.exit_code == 0, result.output
+    assert "verified: every source row is in the target, unchanged" in result.output
+    assert "training_runs" in result.output and "MISMATCH" not in result.output
+    copied = TrainingDB(pg_empty_url)
+    assert copied.get_stats() == TrainingDB(demo_url).get_stats()
+    again = CliRunner().invoke(main, ["copy", "--from", source, "--to", target])
+    assert again.exit_code == 1
+    assert "Traceback" not in again.output
+    merged = CliRunner().invoke(main, ["copy", "--from", source, "--to", target, "--merge"])
+    assert merged.exit_code == 0, merged.output
+
+
+def test_backup(demo_url: URL, tmp_path: Path) -> None:
+    target = tmp_path / "backup.db"
+    result = invoke(demo_url, "backup", str(target))
+    if demo_url.get_backend_name() != "sqlite":
+        assert result.exit_code == 1
+        assert "pg_dump" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    from training_db.settings import sqlite_url
+
+    assert TrainingDB(sqlite_url(target)).get_stats() == TrainingDB(demo_url).get_stats()
+    refused = invoke(demo_url, "backup", str(target))
+    assert refused.exit_code == 1
+    assert "exists" in refused.output
+
+
+def test_reap(db_url: URL) -> None:
+    import datetime as dt
+
+    database = TrainingDB(db_url)
+    database.insert_run("stale", None, {})
+    database.update_run_status("stale", "running", started_at="2026-01-01T00:00:00Z")
+    database.insert_run("fresh", None, {})
+    database.update_run_status("fresh", "running")
+    result = invoke(db_url, "reap", "--older-than", "2h")
+    assert result.exit_code == 0, result.output
+    assert "marked 1 stale runs as crashed" in result.output and "stale" in result.output
+    run = database.get_run("stale")
+    assert run is not None
+    assert run["status"] == "crashed"
+    assert run["ended_at"] == dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    assert database.get_run("fresh")["status"] == "running"  # type: ignore[index]
+    assert "no stale runs" in invoke(db_url, "reap").output
+    assert invoke(db_url, "reap", "--older-than", "soon").exit_code == 1
+
+
+def test_replay_reports_malformed_lines(db_url: URL, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "spool.jsonl").write_text("this is not json\n")
+    result = invoke(db_url, "replay", "--spool-dir", str(spool))
+    assert result.exit_code == 1
+    assert "1 malformed" in result.output
+    assert "malformed line 1" in result.output
+    assert (spool / "spool.rejected").exists()
+
+
+def test_import_wandb_goes_on_past_bad_paths(db_url: URL, tmp_path: Path) -> None:
+    bad = tmp_path / "wandb" / "run-20260101_000000-broken"
+    bad.mkdir(parents=True)
+    (bad / "run-broken.wandb").write_bytes(b"not a wandb log")
+    result = invoke(db_url, "import-wandb", str(tmp_path / "missing"), str(tmp_path / "wandb"))
+    assert result.exit_code == 1
+    assert "failed" in result.output
+    assert "0 created" in result.output
+    assert TrainingDB(db_url).get_stats()["total_runs"] == 0

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from training_db.migrations import refuse_data_loss
 from training_db.types import JSONDocument, UTCDateTime
 
 revision: str = "0001"
@@ -72,4 +73,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_data_loss(revision, tables=["training_runs"])
     op.drop_table("training_runs")

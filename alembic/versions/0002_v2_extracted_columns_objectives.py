@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from training_db.extraction import backfill_extracted_columns
+from training_db.migrations import refuse_data_loss
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
@@ -90,6 +91,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The extracted columns come back from config_json (the backfill above) on the way up;
+    # objectives and the summary columns would not.
+    refuse_data_loss(
+        revision, tables=["run_objectives"], columns={"training_runs": [*SUMMARY_COLUMNS]}
+    )
     op.drop_index("ix_run_objectives_objective_name_raw_mean", table_name="run_objectives")
     op.drop_table("run_objectives")
     with op.batch_alter_table("training_runs") as batch:

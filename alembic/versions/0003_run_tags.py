@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from training_db.migrations import refuse_data_loss
 from training_db.types import JSONDocument
 
 revision: str = "0003"
@@ -40,5 +41,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_data_loss(revision, tables=["run_tags"])
     op.drop_index("ix_run_tags_key", table_name="run_tags")
     op.drop_table("run_tags")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from training_db.migrations import refuse_data_loss
 from training_db.types import JSONDocument, UTCDateTime
 
 revision: str = "0004"
@@ -76,6 +77,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_data_loss(revision, tables=["run_history_key_metrics", "run_history", "history_metrics"])
     op.drop_table("run_history_key_metrics")
     op.drop_index("ix_run_history_metric_id", table_name="run_history")
     op.drop_table("run_history")

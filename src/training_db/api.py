@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
@@ -53,6 +54,11 @@ def on_default_db(method: Callable[Concatenate[TrainingDB, P], R]) -> Callable[P
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
         return method(get_db(), *args, **kwargs)
 
+    # help() and the docs show the training code's signature, without the method's ``self``.
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
+    )
     return call
 
 
@@ -79,3 +85,9 @@ finish_run = on_default_db(TrainingDB.finish_run)
 log_history = on_default_db(TrainingDB.log_history)
 get_history = on_default_db(TrainingDB.get_history)
 delete_history = on_default_db(TrainingDB.delete_history)
+# reliability (issue 6)
+heartbeat = on_default_db(TrainingDB.heartbeat)
+mark_stale_runs = on_default_db(TrainingDB.mark_stale_runs)
+# W&B (issue 10)
+record_wandb_run = on_default_db(TrainingDB.record_wandb_run)
+finish_from_wandb = on_default_db(TrainingDB.finish_from_wandb)

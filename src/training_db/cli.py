@@ -21,9 +21,10 @@ from typing import Any, Final, NoReturn
 import click
 from rich import box
 from rich.console import Console
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from training_db import curves, migrations
+from training_db import curves, migrations, safe
 from training_db.db import TrainingDB
 from training_db.demo import record_demo_runs
 from training_db.errors import TrainingDBError
@@ -32,6 +33,13 @@ from training_db.models import TrainingRun
 from training_db.plots import sparkline
 from training_db.runs import RunDict
 from training_db.settings import safe_url
+from training_db.transfer import (
+    DEFAULT_BATCH_SIZE,
+    CopyProgress,
+    backup_sqlite,
+    copy_database,
+)
+from training_db.wandb_import import ImportResult, count_actions, import_directories
 
 RUN_TABLE_COLUMNS: Final = (
     ("run_id", "run"),
@@ -762,3 +770,167 @@ def plot(
             filters["status"] = status
         written = curves.plot_groups(context.db, metric, output, group_by=group_by, filters=filters)
     context.out.print(f"wrote {written}")
+
+
+# --- operations -----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--from", "source", required=True, metavar="URL", help="Database to copy.")
+@click.option("--to", "target", required=True, metavar="URL", help="Database to copy into.")
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="Copy into a non-empty target, skipping rows already there (resumes a copy).",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_BATCH_SIZE, show_default=True
+)
+@pass_context
+def copy(context: Context, source: str, target: str, merge: bool, batch_size: int) -> None:
+    """Copy every table from one database to another (SQLite ⇄ PostgreSQL), then verify.
+
+    Prints per-table row counts and checksums; exits 1 if the target does not hold every
+    source row unchanged.
+
+    \b
+    Example:
+      training-db copy --from sqlite:///$HOME/.local/share/mangodb/training_runs.db \
+                       --to postgresql://trainingadmin@rds-host/trainingruns?sslmode=require
+    """
+    with Progress(console=context.out, transient=True) as bar:
+        tasks: dict[tuple[str, str], TaskID] = {}
+
+        def advance(step: CopyProgress) -> None:
+            key = (step.phase, step.table)
+            if key not in tasks:
+                tasks[key] = bar.add_task(f"{step.phase} {step.table}", total=step.total)
+            bar.update(tasks[key], completed=step.done, total=step.total)
+
+        report = copy_database(source, target, merge=merge, batch_size=batch_size, progress=advance)
+    context.out.print(report.format(), markup=False)
+    if not report.ok:
+        _fail("the copy does not match its source (see the table above)")
+    context.out.print("verified: every source row is in the target, unchanged")
+
+
+@main.command()
+@click.argument("destination", type=click.Path(dir_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace an existing backup file.")
+@pass_context
+def backup(context: Context, destination: str, overwrite: bool) -> None:
+    """Back up the SQLite database to DESTINATION, safely while training writes to it.
+
+    Uses SQLite's online backup API (never `cp`) and checks the copy's integrity. For
+    PostgreSQL use `pg_dump -Fc` (see the migrations guide).
+
+    \b
+    Example:
+      training-db backup ~/backups/training_runs_$(date +%Y%m%d).db
+    """
+    if context.db.url.get_backend_name() != "sqlite":
+        raise ValueError("backup copies a SQLite file; for PostgreSQL use pg_dump -Fc")
+    written = backup_sqlite(context.db.url, destination, overwrite=overwrite)
+    context.out.print(f"backed up {safe_url(context.db.url)} to {written}")
+
+
+@main.command()
+@click.option(
+    "--spool-dir",
+    type=click.Path(file_okay=False),
+    help="Spool folder; default TRAINING_DB_SPOOL_DIR or ~/.local/state/mangodb/spool.",
+)
+@pass_context
+def replay(context: Context, spool_dir: str | None) -> None:
+    """Apply the calls that `training_db.safe` spooled while the database was unreachable.
+
+    In order and idempotently: replaying twice changes nothing. Exits 1 while records remain
+    or were rejected (they are kept in spool.rejected with their line numbers).
+    """
+    report = safe.replay(spool_dir, context.db)
+    context.out.print(report.summary(), markup=False)
+    for item in report.rejected:
+        context.out.print(
+            f"  rejected line {item.line} ({item.function}): {item.reason}", markup=False
+        )
+    for line in report.malformed:
+        context.out.print(f"  malformed line {line.line}: {line.reason}", markup=False)
+    if not report.ok:
+        sys.exit(1)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``30m``, ``2h``, ``1d``, ``45s`` → a timedelta."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r}: use e.g. 30m, 2h, 1d")
+    return dt.timedelta(**{_SINCE_UNITS[match.group(2)]: float(match.group(1))})
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    default="30m",
+    show_default=True,
+    help="Silence that counts as dead: 45s, 30m, 2h, 1d.",
+)
+@pass_context
+def reap(context: Context, older_than: str) -> None:
+    """Mark running runs without a heartbeat for --older-than as crashed.
+
+    Their ended_at becomes the last heartbeat (or started_at). Prints the runs it changed.
+    """
+    changed = context.db.mark_stale_runs(parse_duration(older_than))
+    if not changed:
+        context.out.print("no stale runs")
+        return
+    context.out.print(f"marked {len(changed)} stale runs as crashed:")
+    for run_id in changed:
+        context.out.print(f"  {run_id}", markup=False)
+
+
+@main.command("import-wandb")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--dry-run", is_flag=True, help="Say what would be recorded; write nothing.")
+@pass_context
+def import_wandb(context: Context, paths: Sequence[str], dry_run: bool) -> None:
+    """Record every W&B run directory under PATHS from W&B's own local files.
+
+    Reads each run's run-*.wandb log (full, unsampled history; no network, no API key). Goes on
+    past bad directories and prints a summary; exits 1 if any failed. Needs the wandb extra:
+    pip install 'mangodb[wandb]'.
+
+    \b
+    Example:
+      training-db import-wandb /home/ubuntu/finetune_safe/wandb --dry-run
+    """
+    with Progress(console=context.out, transient=True) as bar:
+        task = bar.add_task("importing", total=None)
+
+        def advance(done: int, total: int, _result: ImportResult) -> None:
+            bar.update(task, completed=done, total=total)
+
+        results = import_directories(paths, db=context.db, dry_run=dry_run, progress=advance)
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for title in ("directory", "result", "run", "status", "steps", "detail"):
+        table.add_column(title, overflow="fold")
+    for result in results:
+        table.add_row(
+            result.path,
+            result.action,
+            result.run_id or "-",
+            result.status or "-",
+            str(result.history_steps),
+            result.error or "",
+        )
+    context.out.print(table)
+    counts = count_actions(results)
+    context.out.print(
+        ", ".join(f"{count} {action}" for action, count in counts.items())
+        + (" (dry run: nothing written)" if dry_run else "")
+    )
+    if counts.get("failed"):
+        sys.exit(1)

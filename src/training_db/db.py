@@ -8,23 +8,28 @@ default instance that :func:`configure` (re)binds.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
+import random
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from sqlalchemy import URL, Engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from training_db import history as history_store
-from training_db import migrations, objectives, runs
-from training_db.errors import translated_errors
+from training_db import migrations, objectives, runs, wandb_files, wandb_import
+from training_db.errors import DatabaseUnavailableError, translated_errors
 from training_db.history import DEFAULT_KEY_METRICS, HistoryColumns, KeyMetricMapping
 from training_db.runs import RunDict, RunRecord
 from training_db.settings import is_memory_sqlite, make_engine, resolve_url, safe_url
 
 P = ParamSpec("P")
 R = TypeVar("R")
+logger = logging.getLogger(__name__)
 
 
 class TrainingDB:
@@ -95,14 +100,12 @@ class TrainingDB:
         self, work: Callable[Concatenate[Session, P], R], *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Run ``work`` in one write transaction: committed whole, or rolled back whole."""
-        with translated_errors(), self._sessions(write=True).begin() as session:
-            return work(session, *args, **kwargs)
+        return self._transaction(True, work, *args, **kwargs)  # retries: see _transaction
 
     def _read(
         self, work: Callable[Concatenate[Session, P], R], *args: P.args, **kwargs: P.kwargs
     ) -> R:
-        with translated_errors(), self._sessions(write=False).begin() as session:
-            return work(session, *args, **kwargs)
+        return self._transaction(False, work, *args, **kwargs)
 
     # --- schema ----------------------------------------------------------------------------
 
@@ -431,3 +434,193 @@ class TrainingDB:
     def delete_history(self, run_id: str) -> int:
         """Remove a run's history and key metrics; returns the number of metrics removed."""
         return self._write(history_store.delete_history, run_id)
+
+    # --- reliability -----------------------------------------------------------------------
+
+    # Lock conflicts are retried for at most this many seconds in total; no new attempt
+    # starts after that, though the one running may still wait one SQLite busy timeout.
+    lock_retry_seconds: float = 30.0
+
+    def heartbeat(self, run_id: str, *, at: dt.datetime | str | None = None) -> None:
+        """Record that a run is alive (cheap: one UPDATE by primary key).
+
+        Call it every few minutes while training; `mark_stale_runs` turns running runs
+        whose heartbeats stopped into ``crashed``. ``at`` defaults to now; the stored time
+        only moves forward. An unknown run raises
+        `training_db.errors.RunNotFoundError`.
+        """
+        self._write(runs.heartbeat, run_id, at)
+
+    def mark_stale_runs(
+        self, older_than: dt.timedelta | float = runs.DEFAULT_STALE_AFTER
+    ) -> list[str]:
+        """Mark ``running`` runs silent for longer than ``older_than`` as ``crashed``.
+
+        Silent means: no heartbeat (or, for a run that never sent one, no ``started_at``)
+        within ``older_than`` (a timedelta, or seconds). Each such run gets ``ended_at`` = its
+        last heartbeat (or ``started_at``) and its duration from ``started_at``, all in one
+        transaction. Returns the run ids changed, sorted.
+        """
+        return self._write(runs.mark_stale_runs, older_than)
+
+    def _transaction(
+        self,
+        write: bool,
+        work: Callable[Concatenate[Session, P], R],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """One transaction around ``work``, attempted again only when that is safe.
+
+        * A lock conflict (SQLite "database is locked", PostgreSQL deadlock or serialization
+          failure) means nothing was committed: retried with exponential backoff and jitter
+          until `lock_retry_seconds` have passed.
+        * A connection lost mid-call is retried once, on a fresh connection, when nothing can
+          have been committed (it was lost before COMMIT was sent: the server rolls back a
+          transaction that never got its COMMIT) or when ``work`` is a read or an idempotent
+          write (`IDEMPOTENT_WRITES`). Otherwise the outcome is unknown and the error
+          is raised; see docs/reliability.md.
+        """
+        started = time.monotonic()
+        lock_attempts = 0
+        reconnected = False
+        with translated_errors():
+            while True:
+                committing = False
+                try:
+                    with self._sessions(write=write).begin() as session:
+                        result = work(session, *args, **kwargs)
+                        committing = True  # the block's exit sends COMMIT
+                    return result
+                except (
+                    sa_exc.DBAPIError,
+                    sa_exc.DisconnectionError,
+                    DatabaseUnavailableError,
+                ) as exc:
+                    cause = exc.__cause__ if isinstance(exc, DatabaseUnavailableError) else exc
+                    remaining = self.lock_retry_seconds - (time.monotonic() - started)
+                    if is_lock_conflict(cause) and remaining > 0:
+                        lock_attempts += 1
+                        delay = min(backoff_delay(lock_attempts), remaining)
+                        logger.debug(
+                            "%s: lock conflict, attempt %d, retrying in %.3f s",
+                            getattr(work, "__name__", "write"),
+                            lock_attempts,
+                            delay,
+                        )
+                        time.sleep(delay)
+                        continue
+                    safe_to_resend = not committing or not write or work in IDEMPOTENT_WRITES
+                    if not reconnected and is_connection_lost(cause) and safe_to_resend:
+                        reconnected = True
+                        logger.info(
+                            "%s: the database connection was lost; retrying once",
+                            getattr(work, "__name__", "call"),
+                        )
+                        continue
+                    raise
+
+    # --- W&B -------------------------------------------------------------------------------
+
+    def record_wandb_run(
+        self,
+        run_dir: str | os.PathLike[str],
+        run_id: str | None = None,
+        *,
+        status: str | None = None,
+        dry_run: bool = False,
+    ) -> wandb_import.ImportResult:
+        """Record a W&B run from its local directory (or ``.wandb`` file) in one transaction.
+
+        Creates the run or completes the one already there: config and extracted columns,
+        the config's objectives, every history value, the final summary, status (exit code
+        0 ``completed``, other codes ``failed``, no exit record ``crashed``; ``status``
+        overrides), W&B run id and times. ``run_id`` defaults to the run already carrying
+        this W&B run id, then the config's ``RUN_ID``, then the W&B run id. Recording the
+        same log twice writes nothing (``action='unchanged'``); ``dry_run`` only says what
+        would happen. Needs the ``wandb`` extra; see docs/guide/wandb.md.
+        """
+        log = wandb_files.read_run(run_dir)  # parsed before the transaction starts
+        if dry_run:
+            return self._read(wandb_import.preview_run, log, run_id, status=status)
+        return self._write(
+            wandb_import.record_run, log, run_id, status=status, key_metrics=self.key_metrics
+        )
+
+    def finish_from_wandb(
+        self,
+        run_id: str | None,
+        wandb_run: object,
+        *,
+        status: str | None = None,
+        timeout: float = 30.0,
+    ) -> wandb_import.ImportResult:
+        """Record a run at the end of training from its ``wandb`` Run (or its directory).
+
+        A finished Run: waits up to ``timeout`` s for W&B to write the end of its log
+        (``finish()`` returns before that), then records it whole. A live Run: records what
+        W&B has written so far as ``running``. A path (all arguments JSON-serialisable, so
+        the call can be spooled) is read as it is. Otherwise as :meth:`record_wandb_run`.
+        """
+        run_file, status = wandb_import.settle(wandb_run, status, timeout)
+        return self.record_wandb_run(run_file, run_id, status=status)
+
+
+# --- reliability: which failures are worth another attempt --------------------------------
+
+LOCK_RETRY_FIRST_DELAY_S: Final = 0.02
+LOCK_RETRY_MAX_DELAY_S: Final = 1.0
+
+# Writes that leave the same rows and return the same value when applied twice in a row, so
+# a call whose COMMIT was lost with its connection may be sent again. Not here: insert_run
+# and insert_objective (a second attempt would report the first one's row as a duplicate),
+# and the deletes and mark_stale_runs (their result counts what this very call changed).
+IDEMPOTENT_WRITES: Final[frozenset[Callable[..., Any]]] = frozenset(
+    {
+        runs.attach_blog_post,
+        runs.attach_conversation,
+        runs.attach_crash_data,
+        runs.attach_crash_data_at,
+        runs.set_tags,
+        runs.heartbeat,
+        history_store.update_run_status_with_history,
+        history_store.log_history,
+        objectives.update_objective_metric,
+        objectives.finish_run,
+    }
+)
+
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_SQLITE_LOCK_MESSAGES = ("database is locked", "database table is locked", "database is busy")
+# PostgreSQL serialization_failure and deadlock_detected: the transaction was rolled back.
+_PG_RETRYABLE_CODES = frozenset({"40001", "40P01"})
+
+
+def is_lock_conflict(exc: BaseException | None) -> bool:
+    """A driver error saying another transaction was in the way (nothing was committed)."""
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    orig = exc.orig
+    if getattr(orig, "pgcode", None) in _PG_RETRYABLE_CODES:
+        return True
+    code = getattr(orig, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return True
+    return type(orig).__module__ == "sqlite3" and any(
+        message in str(orig).lower() for message in _SQLITE_LOCK_MESSAGES
+    )
+
+
+def is_connection_lost(exc: BaseException | None) -> bool:
+    """The connection died under a call (killed by the server, restart, network)."""
+    if isinstance(exc, sa_exc.DisconnectionError):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+def backoff_delay(attempt: int) -> float:
+    """Exponential backoff with jitter: half fixed, half random, capped."""
+    ceiling = min(LOCK_RETRY_MAX_DELAY_S, LOCK_RETRY_FIRST_DELAY_S * 2.0 ** (attempt - 1))
+    # Jitter spreads out writers that collided, so they do not collide again in lockstep.
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - not cryptographic

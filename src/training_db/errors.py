@@ -69,8 +69,12 @@ def translated_errors() -> Iterator[None]:
         yield
     except sa_exc.IntegrityError as exc:
         raise _translate_integrity_error(exc) from exc
-    except sa_exc.OperationalError as exc:
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
         raise DatabaseUnavailableError(describe_operational_error(exc)) from exc
+    except sa_exc.DisconnectionError as exc:
+        raise DatabaseUnavailableError(f"database unavailable: {exc}") from exc
+    except sa_exc.DBAPIError as exc:  # DataError, ProgrammingError, ...: refused, not down
+        raise DatabaseWriteError(f"the database refused the statement: {_first_line(exc)}") from exc
 
 
 def _translate_integrity_error(exc: sa_exc.IntegrityError) -> TrainingDBError:
@@ -86,8 +90,11 @@ def _translate_integrity_error(exc: sa_exc.IntegrityError) -> TrainingDBError:
     return DatabaseWriteError(f"the database rejected the write: {first_line}")
 
 
-def describe_operational_error(exc: sa_exc.OperationalError) -> str:
+def describe_operational_error(exc: sa_exc.DBAPIError) -> str:
     """A one-line cause for an operational error, without the statement or the URL."""
+    return f"database unavailable: {_first_line(exc)}"
+
+
+def _first_line(exc: sa_exc.DBAPIError) -> str:
     text = str(exc.orig).strip()
-    first_line = text.splitlines()[0] if text else type(exc.orig).__name__
-    return f"database unavailable: {first_line}"
+    return text.splitlines()[0] if text else type(exc.orig).__name__

@@ -3,23 +3,31 @@
 The revisions live once, in the repository's top-level ``alembic/`` folder, which the wheel
 installs as the package ``training_db.migrations``; both ``alembic upgrade head`` in a checkout
 and :func:`upgrade` here run the very same files.
+
+:func:`upgrade` also adopts a database made by the old hand-written module (tables but no
+``alembic_version``; see :mod:`training_db.adoption`). A downgrade that would delete data
+refuses unless it is allowed explicitly (see :func:`refuse_data_loss`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import sqlalchemy as sa
 from alembic import command
+from alembic import context as alembic_context
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import URL, Connection, Engine
 
+from training_db import adoption
 from training_db.errors import SchemaVersionError
 from training_db.settings import make_engine, safe_url
 
@@ -29,6 +37,19 @@ logger = logging.getLogger(__name__)
 # training processes calling init_db() at once migrate exactly once.
 _MIGRATION_LOCK_KEY: Final = 0x6D616E676F6462  # "mangodb"
 UPGRADE_COMMAND: Final = "training-db upgrade"
+# How long a process waits on SQLite for another process's migration, which may rebuild a
+# large table; ordinary writes keep TRAINING_DB_BUSY_TIMEOUT. PostgreSQL's lock wait is
+# bounded only by TRAINING_DB_STATEMENT_TIMEOUT.
+MIGRATION_LOCK_WAIT_S: Final = 600
+# `alembic -x allow_data_loss=true downgrade ...`, or downgrade(..., allow_data_loss=True).
+ALLOW_DATA_LOSS: Final = "allow_data_loss"
+
+
+class DataLossError(SchemaVersionError, CommandError):
+    """A downgrade would delete data and was not allowed to; nothing was changed.
+
+    Also an Alembic ``CommandError``, so ``alembic downgrade`` prints the message, not a trace.
+    """
 
 
 def script_location() -> str:
@@ -46,12 +67,15 @@ def script_location() -> str:
     )
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(
+    connection: Connection | None = None, *, allow_data_loss: bool = False
+) -> Config:
     """An Alembic ``Config`` built in code; the connection, when given, is used as it is."""
     config = Config()
     config.set_main_option("script_location", script_location())
     if connection is not None:
         config.attributes["connection"] = connection
+    config.attributes[ALLOW_DATA_LOSS] = allow_data_loss
     return config
 
 
@@ -99,11 +123,7 @@ def require_current_schema(state: SchemaState, url: URL) -> None:
             f"the database at {where} has no tables; run `training-db init` (or init_db())"
         )
     if state.current is None:
-        raise SchemaVersionError(
-            f"the database at {where} has a training_runs table but no Alembic version "
-            "(made by the old hand-written module?); adopting such databases is not "
-            "supported yet — copy its rows into a new database"
-        )
+        raise SchemaVersionError(unversioned_message(where))
     script = ScriptDirectory(script_location())
     known = {revision.revision for revision in script.walk_revisions()}
     if state.current not in known:
@@ -117,31 +137,183 @@ def require_current_schema(state: SchemaState, url: URL) -> None:
     )
 
 
+def unversioned_message(where: str) -> str:
+    return (
+        f"the database at {where} has mangodb tables but no Alembic version (made by the old "
+        f"hand-written module?); run `{UPGRADE_COMMAND}` (or init_db()) to adopt it: its "
+        "revision is recognised, its rows kept, and it is upgraded to head"
+    )
+
+
+def is_unversioned(connection: Connection) -> bool:
+    """Whether the database has mangodb tables but no Alembic version (so needs adopting)."""
+    return current_revision(connection) is None and adoption.has_mangodb_tables(
+        adoption.database_shape(connection)
+    )
+
+
+@functools.cache
+def revision_shapes() -> tuple[tuple[str, adoption.Shape], ...]:
+    """Each revision, oldest first, with the tables and column names it leaves behind.
+
+    Found by running the revisions themselves on a scratch in-memory SQLite database, so
+    they remain the only description of the schema.
+    """
+    script = ScriptDirectory(script_location())
+    revisions = [revision.revision for revision in reversed(list(script.walk_revisions()))]
+    scratch = make_engine("sqlite://", for_migrations=True)
+    shapes = []
+    try:
+        with scratch.connect() as connection:
+            for revision in revisions:
+                with connection.begin():
+                    command.upgrade(alembic_config(connection), revision)
+                    shapes.append((revision, adoption.database_shape(connection)))
+    finally:
+        scratch.dispose()
+    return tuple(shapes)
+
+
+def adopt(connection: Connection, where: str) -> str | None:
+    """Adopt an unversioned database made by the old module; returns the stamped revision.
+
+    Does nothing (returns None) for a database that is versioned, or has none of mangodb's
+    tables. Runs in the caller's transaction, which should hold the migration lock.
+    """
+    if not is_unversioned(connection):
+        return None
+    found = adoption.database_shape(connection)
+    revision = adoption.matching_revision(found, revision_shapes(), where)
+    copied = adoption.rebuild(
+        connection,
+        revision,
+        found,
+        lambda target: command.upgrade(alembic_config(connection), target),
+        where,
+    )
+    logger.info("adopted %s as revision %s, rows kept: %s", where, revision, copied)
+    return revision
+
+
 def upgrade(target: str | URL | Engine | None = None, revision: str = "head") -> None:
     """Bring the database to ``revision`` through the Alembic revisions (idempotent).
 
     ``target`` is a URL (resolved as usual when None) or, for an in-memory SQLite database
-    that only exists inside it, the engine itself.
+    that only exists inside it, the engine itself. A database made by the old hand-written
+    module is adopted first (see :mod:`training_db.adoption`); one whose tables match no
+    revision raises SchemaVersionError saying what differs, and nothing is changed.
     """
-    _with_migration_engine(target, lambda config: command.upgrade(config, revision))
+    _with_migration_engine(
+        target,
+        lambda config: command.upgrade(config, revision),
+        adopting=True,
+        done_at=head_revision() if revision == "head" else None,
+    )
 
 
-def downgrade(target: str | URL | Engine | None, revision: str) -> None:
-    """Take the database back to ``revision``."""
-    _with_migration_engine(target, lambda config: command.downgrade(config, revision))
+def downgrade(
+    target: str | URL | Engine | None, revision: str, *, allow_data_loss: bool = False
+) -> None:
+    """Take the database back to ``revision``.
+
+    A step that would delete rows or values that cannot be recomputed raises
+    :class:`DataLossError` and nothing is changed, unless ``allow_data_loss`` is true.
+    """
+    _with_migration_engine(
+        target,
+        lambda config: command.downgrade(config, revision),
+        allow_data_loss=allow_data_loss,
+    )
 
 
 def _with_migration_engine(
-    target: str | URL | Engine | None, action: Callable[[Config], None]
+    target: str | URL | Engine | None,
+    action: Callable[[Config], None],
+    *,
+    adopting: bool = False,
+    allow_data_loss: bool = False,
+    done_at: str | None = None,
 ) -> None:
+    run = functools.partial(
+        _run_locked,
+        action=action,
+        adopting=adopting,
+        allow_data_loss=allow_data_loss,
+        done_at=done_at,
+    )
     if isinstance(target, Engine):
-        _run_locked(target, action)
+        run(target)
         return
     engine = make_engine(target, for_migrations=True)
     try:
-        _run_locked(engine, action)
+        run(engine)
     finally:
         engine.dispose()
+
+
+def refuse_data_loss(
+    revision: str,
+    *,
+    tables: Sequence[str] = (),
+    columns: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """First statement of a ``downgrade()`` that drops ``tables`` or ``columns``.
+
+    Raises :class:`DataLossError` naming what would be deleted when any of those tables has
+    rows or any of those columns a non-NULL value, unless data loss was allowed
+    (``alembic -x allow_data_loss=true downgrade ...``, or
+    ``downgrade(..., allow_data_loss=True)``). Empty tables and all-NULL columns go quietly.
+    Offline (``--sql``) there is nothing to count.
+    """
+    migration = alembic_context.get_context()
+    if migration.as_sql:
+        return
+    connection = migration.connection
+    assert connection is not None
+    losses = []
+    for table in tables:
+        count = connection.execute(sa.select(sa.func.count()).select_from(sa.table(table)))
+        if rows := count.scalar_one():
+            losses.append(f"{rows} rows of {table}")
+    for table, names in (columns or {}).items():
+        filled = sa.or_(*(sa.column(name).is_not(None) for name in names))
+        count = connection.execute(
+            sa.select(sa.func.count()).select_from(sa.table(table)).where(filled)
+        )
+        if rows := count.scalar_one():
+            losses.append(f"{', '.join(names)} of {rows} rows of {table}")
+    if not losses:
+        return
+    if _data_loss_allowed():
+        logger.warning("downgrading %s deletes %s (allowed)", revision, "; ".join(losses))
+        return
+    raise DataLossError(
+        f"downgrading revision {revision} would delete {'; '.join(losses)}. Nothing was "
+        "changed. Back the database up first; then, to delete them, run "
+        f"`alembic -x {ALLOW_DATA_LOSS}=true downgrade ...` or call "
+        f"migrations.downgrade(url, revision, {ALLOW_DATA_LOSS}=True)"
+    )
+
+
+def _data_loss_allowed() -> bool:
+    if alembic_context.config.attributes.get(ALLOW_DATA_LOSS):
+        return True
+    flag = alembic_context.get_x_argument(as_dictionary=True).get(ALLOW_DATA_LOSS, "")
+    return flag.strip().lower() in ("1", "true", "yes")
+
+
+def _is_at(engine: Engine, revision: str) -> bool:
+    with engine.connect() as connection:
+        return current_revision(connection) == revision
+
+
+def _wait_for_migrations(connection: Connection) -> None:
+    """On SQLite, let BEGIN IMMEDIATE wait as long as another process's migration may take."""
+    if connection.dialect.name == "sqlite":
+        # On the driver connection: a statement through SQLAlchemy would begin a transaction.
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.execute(f"PRAGMA busy_timeout = {MIGRATION_LOCK_WAIT_S * 1000:d}")
 
 
 def acquire_migration_lock(connection: Connection) -> None:
@@ -152,16 +324,39 @@ def acquire_migration_lock(connection: Connection) -> None:
         )
 
 
-def _run_locked(engine: Engine, action: Callable[[Config], None]) -> None:
+def _run_locked(
+    engine: Engine,
+    action: Callable[[Config], None],
+    *,
+    adopting: bool = False,
+    allow_data_loss: bool = False,
+    done_at: str | None = None,
+) -> None:
     """Run an Alembic command in one transaction that holds the migration lock.
 
     SQLite: the transaction begins IMMEDIATE, taking the write lock. PostgreSQL: a
     transaction-level advisory lock. Others wait on the lock, then find nothing to do.
+    The adoption check runs under the lock too, so only one process adopts.
+
+    A database already at ``done_at`` needs nothing: that is checked without the lock first
+    (the usual start of a training process), and again once the lock is held (another
+    process did the work while this one waited), so the lock is held only for real work;
+    otherwise every process starting on SQLite would queue for the write lock in turn.
     """
+    where = safe_url(engine.url)
+    if done_at is not None and _is_at(engine, done_at):
+        return
     with engine.connect().execution_options(sqlite_write=True) as connection:
+        _wait_for_migrations(connection)
         with connection.begin():
             acquire_migration_lock(connection)
-            action(alembic_config(connection))
+            if done_at is not None and current_revision(connection) == done_at:
+                return
+            if adopting:
+                adopt(connection, where)
+            elif is_unversioned(connection):
+                raise SchemaVersionError(unversioned_message(where))
+            action(alembic_config(connection, allow_data_loss=allow_data_loss))
         if connection.dialect.name == "sqlite":
             problems = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
             if problems:  # pragma: no cover - would mean a broken revision

@@ -74,6 +74,8 @@ class TrainingRun(Base):
     ended_at: Mapped[dt.datetime | None]
     duration_seconds: Mapped[float | None]
     status: Mapped[str] = mapped_column(default="launched", index=True)
+    # Liveness (issue 6): the last heartbeat of a running run, see runs.mark_stale_runs
+    last_heartbeat_at: Mapped[dt.datetime | None]
     # Extracted hyperparameters (see training_db.extraction for where each comes from)
     batch_size: Mapped[int | None]
     learning_rate: Mapped[float | None]

@@ -486,3 +486,109 @@ def _touch(session: Session, run_id: str) -> None:
     session.execute(
         sa.update(TrainingRun).where(TrainingRun.run_id == run_id).values(updated_at_db=utc_now())
     )
+
+
+# --- reliability: heartbeats, stale runs, replayable crash data (issue 6) ------------------
+
+DEFAULT_STALE_AFTER: Final = dt.timedelta(minutes=30)
+
+
+def heartbeat(session: Session, run_id: str, at: dt.datetime | str | None = None) -> None:
+    """Record that the run is alive at ``at`` (now when None): one UPDATE by primary key.
+
+    The stored time only moves forward, so a late or replayed heartbeat never hides a newer
+    one. A heartbeat does not change the status (it does not revive a ``crashed`` run).
+    """
+    validate_run_id(run_id)
+    beat = optional_timestamp("at", at) or utc_now()
+    stored = TrainingRun.last_heartbeat_at
+    newer = sa.literal(beat, TrainingRun.__table__.c.last_heartbeat_at.type)
+    result = session.execute(
+        sa.update(TrainingRun)
+        .where(TrainingRun.run_id == run_id)
+        .values(
+            last_heartbeat_at=sa.case(
+                (sa.or_(stored.is_(None), stored < newer), newer), else_=stored
+            )
+        )
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise RunNotFoundError(run_id)
+
+
+def stale_age(older_than: Any) -> dt.timedelta:
+    """``older_than`` (a timedelta or a number of seconds) as a non-negative timedelta."""
+    if isinstance(older_than, dt.timedelta):
+        age = older_than
+    elif isinstance(older_than, (int, float)) and not isinstance(older_than, bool):
+        if not math.isfinite(older_than):
+            raise ValueError(f"older_than must be a finite number of seconds, got {older_than!r}")
+        try:
+            age = dt.timedelta(seconds=older_than)
+        except OverflowError:
+            raise ValueError(f"older_than is out of range: {older_than!r}") from None
+    else:
+        raise ValueError(
+            f"older_than must be a timedelta or a number of seconds, got {older_than!r}"
+        )
+    if age < dt.timedelta(0):
+        raise ValueError(f"older_than must not be negative, got {older_than!r}")
+    return age
+
+
+def mark_stale_runs(session: Session, older_than: Any = DEFAULT_STALE_AFTER) -> list[str]:
+    """Turn ``running`` runs silent for longer than ``older_than`` into ``crashed``.
+
+    A run's last sign of life is its last heartbeat, else ``started_at`` (else, for a row
+    that never got one, ``created_at``); it becomes ``ended_at``, and the duration runs from
+    ``started_at``. Returns the run ids changed, sorted.
+    """
+    age = stale_age(older_than)
+    try:
+        cutoff = utc_now() - age
+    except OverflowError:
+        return []  # older than any datetime: nothing can be that stale
+    last_sign = sa.func.coalesce(
+        TrainingRun.last_heartbeat_at, TrainingRun.started_at, TrainingRun.created_at
+    )
+    stale = session.scalars(
+        sa.select(TrainingRun)
+        .where(TrainingRun.status == "running", last_sign < cutoff)
+        .order_by(TrainingRun.run_id)
+        .with_for_update()
+    ).all()
+    for run in stale:
+        ended = run.last_heartbeat_at or run.started_at or run.created_at
+        apply_status(run, "crashed", {"ended_at": ended})
+    session.flush()
+    return [run.run_id for run in stale]
+
+
+def attach_crash_data_at(
+    session: Session,
+    run_id: str,
+    error_log_s3_key: str | None,
+    crash_report_s3_key: str | None,
+    crash_analysis_s3_key: str | None,
+    *,
+    ended_at: dt.datetime | str,
+) -> None:
+    """`attach_crash_data` with its "now" fixed to ``ended_at``.
+
+    ``training_db.safe`` captures the time of the call, so that a call replayed from the
+    spool hours later records the crash when it happened. As in ``attach_crash_data``, the
+    time is used only when the run has no ``ended_at`` yet.
+    """
+    keys = {
+        "error_log_s3_key": _optional_text("error_log_s3_key", error_log_s3_key),
+        "crash_report_s3_key": _optional_text("crash_report_s3_key", crash_report_s3_key),
+        "crash_analysis_s3_key": _optional_text("crash_analysis_s3_key", crash_analysis_s3_key),
+    }
+    validate_run_id(run_id)
+    crashed_at = optional_timestamp("ended_at", ended_at)
+    run = load_run(session, run_id, for_update=True)
+    given: dict[str, Any] = {name: value for name, value in keys.items() if value is not None}
+    if run.ended_at is None and crashed_at is not None:
+        given["ended_at"] = crashed_at
+    apply_status(run, "crashed", given)
+    session.flush()

@@ -144,6 +144,10 @@ def _make_server_engine(url: URL, env: Mapping[str, str]) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
+def _is_sqlite_uri(url: URL) -> bool:
+    return str(url.query.get("uri", "")).lower() == "true" or str(url.database).startswith("file:")
+
+
 def _make_sqlite_engine(url: URL, env: Mapping[str, str], *, foreign_keys: bool) -> Engine:
     busy_timeout = _env_float(env, "TRAINING_DB_BUSY_TIMEOUT", DEFAULT_SQLITE_BUSY_TIMEOUT_S)
     synchronous = (env.get("TRAINING_DB_SQLITE_SYNCHRONOUS") or DEFAULT_SQLITE_SYNCHRONOUS).upper()
@@ -156,7 +160,8 @@ def _make_sqlite_engine(url: URL, env: Mapping[str, str], *, foreign_keys: bool)
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
         assert url.database is not None
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if not _is_sqlite_uri(url):  # a file: URI (e.g. mode=ro) names no folder to create
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": busy_timeout})
     _install_sqlite_hooks(
         engine,

@@ -1,0 +1,357 @@
+"""Copying between SQLite and PostgreSQL, merging after an interruption, SQLite backups."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import URL
+
+from tests import spawned
+from tests.conftest import PostgresServer
+from training_db import SchemaVersionError, TrainingDB, migrations
+from training_db.models import Base
+from training_db.settings import sqlite_url
+from training_db.transfer import (
+    CopyProgress,
+    CopyVerificationError,
+    TransferError,
+    backup_sqlite,
+    copy_database,
+    restore_sqlite,
+    table_checksums,
+)
+
+SPAWN = multiprocessing.get_context("spawn")
+TABLES = [table.name for table in Base.metadata.sorted_tables]
+# Mixed case, an umlaut and an underscore: ordered differently by code point and by en-US rules.
+PREFIXES = ("mgda", "PCGRAD", "Ärger", "_probe", "zeta", "Imtl")
+RUNS = 24
+
+
+def as_text(value: Any) -> str:
+    """Comparable text for values holding NaN (NaN != NaN), -0.0 and datetimes."""
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def run_ids(first: int, count: int) -> list[str]:
+    return [
+        f"{PREFIXES[index % len(PREFIXES)]}-{index:03d}" for index in range(first, first + count)
+    ]
+
+
+def record_runs(database: TrainingDB, first: int, count: int) -> list[str]:
+    """Runs as training writes them: config, start, history, tags, objectives, the end."""
+    ids = run_ids(first, count)
+    for index, run_id in enumerate(ids, start=first):
+        config = {
+            "training": {"batch_size": 8 * (index + 1), "learning_rate": 1e-4 / (index + 1)},
+            "reward": {"baseline": float("nan"), "clip": float("inf"), "offset": -0.0},
+            "model": {"base_model": "mango-7b", "note": "ünïcode ✓"},
+            "objectives": [{"name": "QED", "alias": "QED_maximize"}],
+            "huge": 1e300,
+        }
+        database.insert_run(
+            run_id, f"wb-{index}", config, "ABC123", host="ec2", instance_id=f"i-{index}"
+        )
+        database.update_run_status(
+            run_id,
+            "running",
+            started_at=dt.datetime(2025, 11, 1, 8, index % 60, 0, 123456, tzinfo=dt.timezone.utc),
+            wandb_url=f"https://wandb.ai/mango/runs/wb-{index}",
+        )
+        if index % 5 != 4:  # some runs never logged history
+            database.log_history(
+                run_id,
+                [
+                    {
+                        "_step": step * 10,
+                        "_timestamp": 1_762_000_000.25 + step,
+                        "train/loss": float("nan") if step == 3 else 1 / (step + 1),
+                        "objectives/QED_maximize/raw_mean": step / 10,
+                        "samples": step,
+                        "phase": "warmup" if step < 2 else {"stage": step},
+                    }
+                    for step in range(12)
+                ],
+            )
+        database.set_tags(run_id, {"owner": "alice", "index": index, "grid": [1, float("-inf")]})
+        if index % 6 == 5:
+            database.attach_crash_data(run_id, f"logs/{run_id}", None, f"analysis/{run_id}")
+            continue
+        database.insert_objective(run_id, "COMT_activity", uniprot="P21964", direction="maximize")
+        database.finish_run(
+            run_id,
+            summary={
+                "train/loss": float("nan"),
+                "objectives/QED_maximize/raw_mean": 0.5 + index / 100,
+                "objectives/COMT_activity_maximize/raw_mean": float("inf"),
+                "_step": 110,
+                "_runtime": 3600.25,
+            },
+        )
+    return ids
+
+
+def everything(database: TrainingDB, ids: list[str]) -> dict[str, str]:
+    """Each run as the public API returns it: the run, its objectives, its history."""
+    result = {}
+    for run_id in ids:
+        run = database.get_run(run_id)
+        assert run is not None, run_id
+        result[run_id] = as_text(
+            {
+                "run": {**run, "history_json": run["history_json"]},
+                "objectives": database.get_run_objectives(run_id),
+                "history": database.get_history(run_id),
+            }
+        )
+    return result
+
+
+@pytest.fixture(scope="module")
+def filled_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("source") / "runs.db"
+    database = TrainingDB(sqlite_url(path))
+    record_runs(database, 0, RUNS)
+    database.dispose()
+    return path
+
+
+@pytest.fixture
+def source_url(filled_sqlite: Path, tmp_path: Path) -> URL:
+    """A copy of the filled SQLite database, for this test only."""
+    path = tmp_path / "source.db"
+    shutil.copyfile(filled_sqlite, path)
+    return sqlite_url(path)
+
+
+@pytest.fixture
+def pg_target(pg_server: PostgresServer | None, pg_empty_url: URL) -> Iterator[URL]:
+    """An empty PostgreSQL database whose default collation is ICU en-US, not code point."""
+    assert pg_server is not None
+    name = f"{pg_empty_url.database}_icu"
+    admin = sa.create_engine(pg_server.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(
+            f'CREATE DATABASE "{name}" TEMPLATE template0 '
+            "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        )
+    admin.dispose()
+    url = pg_empty_url.set(database=name)
+    pg_server.created.append(name)
+    yield url
+    pg_server.drop_database(url)
+
+
+def test_copy_sqlite_to_postgresql_and_back(
+    source_url: URL, pg_target: URL, tmp_path: Path
+) -> None:
+    ids = run_ids(0, RUNS)
+    source = TrainingDB(source_url)
+    expected = everything(source, ids)
+    source.dispose()
+    events: list[CopyProgress] = []
+
+    report = copy_database(source_url, pg_target, batch_size=40, progress=events.append)
+
+    assert report.ok and report.revision == migrations.head_revision()
+    assert [table.table for table in report.tables] == TABLES
+    for table in report.tables:
+        assert table.source_rows == table.target_rows == table.copied > 0, table
+        assert table.source_checksum == table.target_checksum
+    # computed independently on each database, the checksums agree across backends
+    assert table_checksums(source_url) == table_checksums(pg_target)
+    for phase in ("copy", "verify"):
+        last = {event.table: event for event in events if event.phase == phase}
+        assert set(last) == set(TABLES)
+        assert all(event.done == event.total for event in last.values())
+    assert "MISMATCH" not in report.format() and "run_history" in report.format()
+
+    target = TrainingDB(pg_target)
+    assert everything(target, ids) == expected
+    # the id sequences were moved past the copied ids: new rows go in
+    more = record_runs(target, RUNS, 4)
+    objective_ids = [o["id"] for run_id in ids for o in target.get_run_objectives(run_id)]
+    new_ids = [o["id"] for run_id in more for o in target.get_run_objectives(run_id)]
+    assert min(new_ids) > max(objective_ids)
+    expected_pg = everything(target, ids + more)
+    target.dispose()
+
+    back = sqlite_url(tmp_path / "back.db")
+    assert copy_database(pg_target, back).ok
+    assert table_checksums(back) == table_checksums(pg_target)
+    returned = TrainingDB(back)
+    assert everything(returned, ids + more) == expected_pg
+    record_runs(returned, RUNS + 4, 1)
+    returned.dispose()
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_merge_resumes_an_interrupted_copy_and_reports_differences(
+    source_url: URL, empty_url: URL
+) -> None:
+    def interrupt(event: CopyProgress) -> None:
+        if event.phase == "copy" and event.table == "run_history" and event.done > 0:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        copy_database(source_url, empty_url, batch_size=10, progress=interrupt)
+    partial = table_checksums(empty_url)
+    assert partial["run_history"].rows == 10
+    assert partial["run_tags"].rows == 0
+
+    with pytest.raises(TransferError, match=r"not empty \(.*rows in training_runs.*merge"):
+        copy_database(source_url, empty_url)
+
+    resumed = copy_database(source_url, empty_url, merge=True, batch_size=10)
+    history = next(table for table in resumed.tables if table.table == "run_history")
+    assert (history.skipped, history.copied) == (10, history.source_rows - 10)
+    runs = next(table for table in resumed.tables if table.table == "training_runs")
+    assert (runs.skipped, runs.copied) == (RUNS, 0)
+    assert table_checksums(empty_url) == table_checksums(source_url)
+
+    # runs written since: a merge brings exactly those; rows only the target has are kept
+    source = TrainingDB(source_url)
+    new_ids = record_runs(source, RUNS, 2)
+    source.dispose()
+    target = TrainingDB(empty_url)
+    target.insert_run("only-in-target", None, {})
+    target.dispose()
+    again = copy_database(source_url, empty_url, merge=True)
+    runs = next(table for table in again.tables if table.table == "training_runs")
+    assert (runs.copied, runs.skipped, runs.extra) == (2, RUNS, 1)
+    assert again.ok
+    target = TrainingDB(empty_url)
+    assert all(target.get_run(run_id) is not None for run_id in new_ids)
+
+    # a row that differs is not overwritten by a merge, and the verification says where
+    changed = run_ids(0, 1)[0]
+    target.attach_blog_post(changed, "https://blog.example/changed")
+    target.dispose()
+    with pytest.raises(
+        CopyVerificationError, match=rf"training_runs: 1 different \(e.g. '{changed}'\)"
+    ) as failed:
+        copy_database(source_url, empty_url, merge=True)
+    assert not failed.value.report.ok
+    assert "MISMATCH" in failed.value.report.format()
+
+
+def test_both_databases_must_be_at_head(source_url: URL, empty_url: URL) -> None:
+    engine = sa.create_engine(source_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'ffff_newer'")
+    with pytest.raises(SchemaVersionError, match=r"source database .* ffff_newer.*package"):
+        copy_database(source_url, empty_url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE alembic_version SET version_num = :head"),
+            {"head": migrations.head_revision()},
+        )
+    engine.dispose()
+    migrations.upgrade(empty_url, "0002")
+    with pytest.raises(
+        SchemaVersionError,
+        match=r"target database .* at revision 0002.*training-db --url .* upgrade",
+    ):
+        copy_database(source_url, empty_url)
+
+
+def test_nonsense_copies_are_refused(source_url: URL, tmp_path: Path) -> None:
+    with pytest.raises(TransferError, match="same database"):
+        copy_database(source_url, source_url)
+    with pytest.raises(TransferError, match="no mangodb tables"):
+        copy_database(sqlite_url(tmp_path / "nothing.db"), sqlite_url(tmp_path / "target.db"))
+    with pytest.raises(ValueError, match="batch_size"):
+        copy_database(source_url, sqlite_url(tmp_path / "target.db"), batch_size=0)
+
+
+def integrity(path: Path) -> list[str]:
+    connection = sqlite3.connect(path)
+    try:
+        return [row[0] for row in connection.execute("PRAGMA integrity_check")]
+    finally:
+        connection.close()
+
+
+def test_backup_while_another_process_writes(tmp_path: Path) -> None:
+    live = tmp_path / "live.db"
+    migrations.upgrade(sqlite_url(live))
+    started, stop, results = SPAWN.Event(), SPAWN.Event(), SPAWN.Queue()
+    writer = SPAWN.Process(
+        target=spawned.write_until_stopped, args=(str(sqlite_url(live)), started, stop, results)
+    )
+    writer.start()
+    try:
+        assert started.wait(timeout=120)
+        backups = [backup_sqlite(live, tmp_path / f"backup-{index}.db") for index in range(3)]
+    finally:
+        stop.set()
+        written, error = results.get(timeout=120)
+        writer.join(timeout=120)
+    assert error is None
+    counts = []
+    for backup in backups:
+        assert integrity(backup) == ["ok"]
+        assert not Path(f"{backup}-wal").exists()  # a self-contained file
+        copy = TrainingDB(sqlite_url(backup))
+        counts.append(copy.get_stats()["total_runs"])
+        # every run in the snapshot is whole: its history arrived with it
+        for run in copy.query_runs(limit=10_000):
+            if run["status"] == "completed":
+                assert len(copy.get_history(run["run_id"])["_step"]) == 50
+        copy.dispose()
+    assert 5 <= counts[0] <= counts[-1] <= written
+
+
+def test_backup_refuses_to_overwrite_and_is_for_sqlite(db_url: URL, tmp_path: Path) -> None:
+    if db_url.get_backend_name() != "sqlite":
+        with pytest.raises(ValueError, match="pg_dump"):
+            backup_sqlite(db_url, tmp_path / "x.db")
+        return
+    assert db_url.database is not None
+    target = tmp_path / "copy.db"
+    backup_sqlite(db_url, target)
+    with pytest.raises(FileExistsError):
+        backup_sqlite(db_url, target)
+    backup_sqlite(db_url, target, overwrite=True)
+    with pytest.raises(TransferError, match="its own source"):
+        backup_sqlite(db_url, db_url.database, overwrite=True)
+    with pytest.raises(FileNotFoundError):
+        backup_sqlite(tmp_path / "missing.db", tmp_path / "y.db")
+
+
+def test_restore_puts_a_backup_back_unless_the_database_is_in_use(
+    source_url: URL, tmp_path: Path
+) -> None:
+    backup = backup_sqlite(source_url, tmp_path / "backup.db")
+    saved = table_checksums(sqlite_url(backup))
+    live = TrainingDB(source_url)
+    live.insert_run("after-the-backup", None, {})  # the engine keeps its connection open
+
+    with pytest.raises(TransferError, match="in use"):
+        restore_sqlite(backup, source_url)
+    assert live.get_run("after-the-backup") is not None
+
+    live.dispose()
+    restore_sqlite(backup, source_url)
+    assert table_checksums(source_url) == saved
+    restored = TrainingDB(source_url)
+    assert restored.get_run("after-the-backup") is None
+    restored.insert_run("after-the-restore", None, {})
+    restored.dispose()
+    assert integrity(Path(str(source_url.database))) == ["ok"]
+
+    fresh = restore_sqlite(backup, tmp_path / "elsewhere" / "fresh.db")
+    assert table_checksums(sqlite_url(fresh)) == saved
