@@ -123,7 +123,7 @@ def test_current_and_upgrade(empty_url: URL) -> None:
     assert "upgrade pending: no" in now.output
     assert migrations.head_revision() in now.output
     down = invoke(empty_url, "downgrade", "0001")
-    assert down.exit_code == 0, down.output
+    assert down.exit_code == 0, down.output  # nothing to lose in an empty database
     assert "0001" in invoke(empty_url, "current").output
     assert invoke(empty_url, "init").exit_code == 0
     assert "upgrade pending: no" in invoke(empty_url, "current").output
@@ -333,6 +333,10 @@ def test_backup(demo_url: URL, tmp_path: Path) -> None:
     refused = invoke(demo_url, "backup", str(target))
     assert refused.exit_code == 1
     assert "exists" in refused.output
+    fresh = tmp_path / "restored.db"
+    restored = invoke(sqlite_url(fresh), "restore", str(target))
+    assert restored.exit_code == 0, restored.output
+    assert TrainingDB(sqlite_url(fresh)).get_stats() == TrainingDB(demo_url).get_stats()
 
 
 def test_reap(db_url: URL) -> None:
@@ -375,3 +379,15 @@ def test_import_wandb_goes_on_past_bad_paths(db_url: URL, tmp_path: Path) -> Non
     assert "failed" in result.output
     assert "0 created" in result.output
     assert TrainingDB(db_url).get_stats()["total_runs"] == 0
+
+
+def test_downgrade_refuses_data_loss_unless_allowed(db_url: URL) -> None:
+    TrainingDB(db_url).insert_run("keep", None, {})
+    TrainingDB(db_url).set_tags("keep", {"owner": "alice"})
+    refused = invoke(db_url, "downgrade", "0002")
+    assert refused.exit_code == 1
+    assert "run_tags" in refused.output
+    assert "Traceback" not in refused.output
+    allowed = invoke(db_url, "downgrade", "0002", "--allow-data-loss")
+    assert allowed.exit_code == 0, allowed.output
+    assert "0002" in invoke(db_url, "current").output

@@ -38,6 +38,7 @@ from training_db.transfer import (
     CopyProgress,
     backup_sqlite,
     copy_database,
+    restore_sqlite,
 )
 from training_db.wandb_import import ImportResult, count_actions, import_directories
 
@@ -160,10 +161,18 @@ def upgrade(context: Context, revision: str) -> None:
 
 @main.command()
 @click.argument("revision")
+@click.option(
+    "--allow-data-loss",
+    is_flag=True,
+    help="Go ahead even when a step would delete rows or values (back up first).",
+)
 @pass_context
-def downgrade(context: Context, revision: str) -> None:
-    """Downgrade the schema to REVISION ('base' removes every table)."""
-    migrations.downgrade(context.db.url, revision)
+def downgrade(context: Context, revision: str, allow_data_loss: bool) -> None:
+    """Downgrade the schema to REVISION ('base' removes every table).
+
+    A step that would delete data refuses, changing nothing, unless --allow-data-loss.
+    """
+    migrations.downgrade(context.db.url, revision, allow_data_loss=allow_data_loss)
     context.out.print(f"downgraded {safe_url(context.db.url)} to {revision}")
 
 
@@ -934,3 +943,18 @@ def import_wandb(context: Context, paths: Sequence[str], dry_run: bool) -> None:
     )
     if counts.get("failed"):
         sys.exit(1)
+
+
+@main.command()
+@click.argument("backup_file", type=click.Path(dir_okay=False, exists=True))
+@pass_context
+def restore(context: Context, backup_file: str) -> None:
+    """Put a backup made by `training-db backup` back as the SQLite database.
+
+    Refused while another process has the database open: stop the training processes first.
+    """
+    if context.db.url.get_backend_name() != "sqlite":
+        raise ValueError("restore writes a SQLite file; for PostgreSQL use pg_restore")
+    context.db.dispose()
+    written = restore_sqlite(backup_file, context.db.url)
+    context.out.print(f"restored {backup_file} to {written}")
