@@ -15,8 +15,8 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, NoReturn
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, NoReturn, TypeVar
 
 import click
 from rich import box
@@ -70,6 +70,7 @@ _WHERE_OPERATORS: Final = {
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _SINCE_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
+F = TypeVar("F", bound=Callable[..., Any])
 PIPED_WIDTH: Final = 160
 USER_ERRORS: Final = (TrainingDBError, ValueError, LookupError, OSError)
 
@@ -94,6 +95,18 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+
+
+def format_option(*choices: str, default: str) -> Callable[[F], F]:
+    """The ``--format`` option of a command that can print ``choices``."""
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(list(choices)),
+        default=default,
+        show_default=True,
+        help="Output format.",
+    )
 
 
 class FriendlyGroup(click.Group):
@@ -251,13 +264,7 @@ def parse_tags(pairs: Iterable[str]) -> dict[str, str]:
 @click.option("--since", help="Created within e.g. 7d, 12h, 30m, or after an ISO timestamp.")
 @click.option("--order-by", default="created_at DESC", show_default=True)
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True)
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-)
+@format_option("table", "json", "csv", default="table")
 @pass_context
 def runs(
     context: Context,
@@ -377,13 +384,7 @@ def runs_table(found: Sequence[RunDict]) -> Table | str:
 
 @main.command()
 @click.argument("run_id")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-)
+@format_option("table", "json", default="table")
 @pass_context
 def show(context: Context, run_id: str, output_format: str) -> None:
     """Every field of one run, with its tags.
@@ -584,7 +585,7 @@ def objectives() -> None:
     show_default=True,
     help="Runs of this status only; 'any' for all.",
 )
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@format_option("table", "json", default="table")
 @pass_context
 def objectives_compare(
     context: Context, objective: str, metric: str, status: str, output_format: str
@@ -609,7 +610,7 @@ def objectives_compare(
 @metric_option
 @click.option("--status", help="Runs of this status only.")
 @click.option("--method", "gradient_method", help="Runs of this gradient method only.")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@format_option("table", "json", default="table")
 @pass_context
 def objectives_stats(
     context: Context,
@@ -643,13 +644,7 @@ def objectives_stats(
 @click.option("--method", "gradient_method", help="Runs of this gradient method only.")
 @click.option("--status", help="Runs of this status only.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True)
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-)
+@format_option("table", "json", "csv", default="table")
 @pass_context
 def objectives_query(
     context: Context,
@@ -697,13 +692,7 @@ def _objective_runs_table(found: Sequence[RunDict], names: Sequence[str], metric
 @click.option("--keys", "keys", multiple=True, metavar="KEY", help="Only these metrics.")
 @click.option("--min-step", type=int)
 @click.option("--max-step", type=int)
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["csv", "json"]),
-    default="csv",
-    show_default=True,
-)
+@format_option("csv", "json", default="csv")
 @pass_context
 def history(
     context: Context,
