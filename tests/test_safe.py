@@ -271,7 +271,6 @@ def test_bad_arguments_are_dropped_not_spooled(
     safe.insert_run("run-1", "wandb-1", {})
     caplog.set_level(logging.WARNING, logger="training_db.safe")
     cases: list[tuple[Callable[[], safe.SafeResult[Any]], str]] = [
-        (lambda: safe.update_run_status("ghost", "running"), "RunNotFoundError"),
         (lambda: safe.update_run_status("run-1", "paused"), "unknown status 'paused'"),
         (lambda: safe.insert_run("run-1", None, {}), "RunAlreadyExistsError"),
         (lambda: safe.insert_run("run-2", "wandb-1", {}), "DuplicateWandbRunIdError"),
@@ -289,6 +288,34 @@ def test_bad_arguments_are_dropped_not_spooled(
         assert [r.levelname for r in caplog.records] == ["WARNING"]
         assert "dropped" in caplog.records[0].getMessage()
     assert not (spool / "spool.jsonl").exists()
+
+
+def test_a_call_for_an_unknown_run_is_spooled_then_rejected_if_the_run_never_comes(
+    default_db: TrainingDB, spool: Path
+) -> None:
+    """An unknown run may be one whose insert is waiting in the spool: never dropped."""
+    result = safe.update_run_status("ghost", "running")
+    assert result.status == "spooled"
+    report = safe.replay()
+    assert [item.function for item in report.rejected] == ["update_run_status"]
+    assert "ghost" in report.rejected[0].reason
+    assert (spool / "spool.rejected").exists()
+
+
+def test_calls_behind_a_spooled_insert_follow_it(
+    db_url: URL, spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """insert_run refused (database down) then log_history on a reachable database, with no
+    automatic replay in between: the history waits in the spool behind its run and both
+    arrive at replay."""
+    monkeypatch.setenv("TRAINING_DB_SPOOL_AUTO_REPLAY", "0")
+    training_db.configure(CLOSED_PORT_URL)
+    assert safe.insert_run("late", None, {"training": {"batch_size": 8}}).status == "spooled"
+    database = training_db.configure(db_url)
+    assert safe.log_history("late", {"loss": [1.0, 0.5]}).status == "spooled"
+    report = safe.replay()
+    assert report.applied == 2 and report.rejected == []
+    assert database.get_history("late")["loss"] == [1.0, 0.5]
 
 
 def test_successful_calls_return_the_api_result(default_db: TrainingDB, spool: Path) -> None:

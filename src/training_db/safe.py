@@ -964,7 +964,10 @@ class _Worker:
         try:
             value = _execute(database, call)
         except Exception as exc:
-            if _is_bad_argument(exc):
+            # An unknown run may be one whose insert_run is itself waiting in the spool
+            # (the database refused it a moment ago): spool the call behind it. If the run
+            # never appears, replay moves the call to spool.rejected, reported, not lost.
+            if _is_bad_argument(exc) and not isinstance(exc, RunNotFoundError):
                 return "drop", _describe(exc)
             state.blocked, state.last_attempt = True, time.monotonic()
             return "spool", _describe(exc)
