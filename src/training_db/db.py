@@ -111,7 +111,7 @@ class TrainingDB:
 
     def schema_state(self) -> migrations.SchemaState:
         """The database's revision next to this code's head (does not migrate)."""
-        with translated_errors(), self.engine.connect() as connection:
+        with translated_errors(safe_url(self.url)), self.engine.connect() as connection:
             return migrations.schema_state(connection)
 
     def init_db(self) -> None:
@@ -119,7 +119,7 @@ class TrainingDB:
         # An in-memory database exists only inside our engine; a file or server is migrated
         # through its own engine (SQLite foreign keys off, see settings.make_engine).
         target = self.engine if is_memory_sqlite(self.url) else self.url
-        with translated_errors():
+        with translated_errors(safe_url(self.url)):
             migrations.upgrade(target)
         self._schema_checked = True
 
@@ -485,7 +485,7 @@ class TrainingDB:
         started = time.monotonic()
         lock_attempts = 0
         reconnected = False
-        with translated_errors():
+        with translated_errors(safe_url(self.url)):
             while True:
                 committing = False
                 try:

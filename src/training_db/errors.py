@@ -58,23 +58,35 @@ _WANDB_ID = re.compile(r"wandb_run_id")
 _OBJECTIVE = re.compile(r"run_objectives")
 
 
+# SQLite's "file is not a database" (SQLITE_NOTADB) arrives as a plain DatabaseError: the file
+# cannot be opened as a database, which is unavailability, not a refused statement.
+_NOT_A_DATABASE = "file is not a database"
+
+
 @contextmanager
-def translated_errors() -> Iterator[None]:
+def translated_errors(where: str | None = None) -> Iterator[None]:
     """Turn driver errors into this package's errors, chained ``from`` the original.
 
     Pre-checks in the repository give the precise message in the usual case; this catches
     what slips past them (two writers racing for the same id, a server gone away).
+    ``where`` (the database, password hidden) starts the message of an unavailable database
+    or a refused statement, so that a log line names the file or server at fault.
     """
+    prefix = f"{where}: " if where else ""
     try:
         yield
     except sa_exc.IntegrityError as exc:
         raise _translate_integrity_error(exc) from exc
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-        raise DatabaseUnavailableError(describe_operational_error(exc)) from exc
+        raise DatabaseUnavailableError(prefix + describe_operational_error(exc)) from exc
     except sa_exc.DisconnectionError as exc:
-        raise DatabaseUnavailableError(f"database unavailable: {exc}") from exc
+        raise DatabaseUnavailableError(f"{prefix}database unavailable: {exc}") from exc
     except sa_exc.DBAPIError as exc:  # DataError, ProgrammingError, ...: refused, not down
-        raise DatabaseWriteError(f"the database refused the statement: {_first_line(exc)}") from exc
+        if _NOT_A_DATABASE in str(exc.orig).lower():
+            raise DatabaseUnavailableError(prefix + describe_operational_error(exc)) from exc
+        raise DatabaseWriteError(
+            f"{prefix}the database refused the statement: {_first_line(exc)}"
+        ) from exc
 
 
 def _translate_integrity_error(exc: sa_exc.IntegrityError) -> TrainingDBError:

@@ -71,7 +71,10 @@ def order_by_clauses(order_by: str) -> list[ColumnElement[Any]]:
     column = _COLUMNS[match.group(1)]
     descending = (match.group(2) or "ASC").upper() == "DESC"
     ordered = column.desc() if descending else column.asc()
-    clauses: list[ColumnElement[Any]] = [ordered.nulls_last()]
+    # NULLS LAST only where NULLs can occur: on a NOT NULL column (created_at) it would stop
+    # PostgreSQL from reading the column's index backwards. SQLite sorts NULLs first in ASC.
+    nullable = TrainingRun.__table__.c[match.group(1)].nullable
+    clauses: list[ColumnElement[Any]] = [ordered.nulls_last() if nullable else ordered]
     if match.group(1) != "run_id":
         clauses.append(TrainingRun.run_id.asc())
     return clauses

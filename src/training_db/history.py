@@ -24,7 +24,7 @@ import zlib
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -217,12 +217,7 @@ def decode_steps(data: bytes) -> list[int]:
         return [first + stride * index for index in range(count)]
     if tag != _DELTAS_TAG:
         raise ValueError(f"corrupt history steps: unknown encoding {tag!r}")
-    steps: list[int] = []
-    total = 0
-    for delta in _unpack("q", zlib.decompress(body)):
-        total += delta
-        steps.append(total)
-    return steps
+    return list(accumulate(_unpack("q", zlib.decompress(body))))
 
 
 def value_kind(values: Iterable[Any]) -> str:
@@ -484,16 +479,24 @@ def get_history(
     series: MetricSeries = {}
     for name, kind, step_data, value_data, value_json in session.execute(statement):
         points = decode_series(kind, step_data, value_data, value_json)
-        series[name] = {
-            step: value
-            for step, value in points.items()
-            if (lower is None or step >= lower) and (upper is None or step <= upper)
-        }
+        if lower is not None or upper is not None:
+            points = {
+                step: value
+                for step, value in points.items()
+                if (lower is None or step >= lower) and (upper is None or step <= upper)
+            }
+        series[name] = points
     return to_columns(series)
 
 
 def to_columns(series: Mapping[str, Mapping[int, Any]]) -> HistoryColumns:
     """``{metric: {step: value}}`` → ``{'_step': [...], metric: [... None where absent]}``."""
+    if len(series) == 1:  # one metric (the common read): no union of steps to build
+        ((name, points),) = series.items()
+        steps = list(points)
+        if any(later <= earlier for earlier, later in pairwise(steps)):
+            steps.sort()
+        return {STEP_KEY: steps, name: [points[step] for step in steps]}
     steps = sorted({step for points in series.values() for step in points})
     columns: HistoryColumns = {STEP_KEY: steps}
     for name in sorted(series):

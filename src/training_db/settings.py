@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.pool import StaticPool
 
+from training_db.errors import DatabaseUnavailableError
+
 DEFAULT_DB_FILENAME = "training_runs.db"
 DEFAULT_SQLITE_BUSY_TIMEOUT_S = 15.0
 DEFAULT_CONNECT_TIMEOUT_S = 10
@@ -161,7 +163,7 @@ def _make_sqlite_engine(url: URL, env: Mapping[str, str], *, foreign_keys: bool)
     else:
         assert url.database is not None
         if not _is_sqlite_uri(url):  # a file: URI (e.g. mode=ro) names no folder to create
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _create_parent_folder(Path(url.database).expanduser())
         engine = create_engine(url, connect_args={"timeout": busy_timeout})
     _install_sqlite_hooks(
         engine,
@@ -170,6 +172,16 @@ def _make_sqlite_engine(url: URL, env: Mapping[str, str], *, foreign_keys: bool)
         foreign_keys=foreign_keys,
     )
     return engine
+
+
+def _create_parent_folder(path: Path) -> None:
+    """The folder of a new SQLite file; a path that cannot have one is a clear error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a regular file where a folder of the path should be
+        raise DatabaseUnavailableError(
+            f"cannot create the folder of the SQLite database {path}: {exc.strerror or exc}"
+        ) from exc
 
 
 def _install_sqlite_hooks(

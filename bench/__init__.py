@@ -1,0 +1,1 @@
+"""Benchmarks of the training-runs database; run with ``python -m bench.run``."""
