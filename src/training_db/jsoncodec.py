@@ -177,11 +177,22 @@ def decode_document(value: Any) -> Any:
             if key == _NUL_STRING_TAG and isinstance(item, list):
                 return "\x00".join(item)
             if key == _LITERAL_TAG and isinstance(item, dict):
-                return {k: decode_document(v) for k, v in item.items()}
-        return {key: decode_document(item) for key, item in value.items()}
+                return _decode_items(item)
+        return _decode_items(value)
     if isinstance(value, list):
-        return [decode_document(item) for item in value]
+        # Scalars are returned as they are; only containers can hold a tagged object.
+        return [decode_document(item) if type(item) in _CONTAINERS else item for item in value]
     return value
+
+
+_CONTAINERS = (dict, list)
+
+
+def _decode_items(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: decode_document(item) if type(item) in _CONTAINERS else item
+        for key, item in mapping.items()
+    }
 
 
 def dumps(value: Any) -> str:
