@@ -22,7 +22,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from training_db import history as history_store
 from training_db import migrations, objectives, runs, wandb_files, wandb_import
-from training_db.errors import DatabaseUnavailableError, translated_errors
+from training_db.errors import (
+    DatabaseUnavailableError,
+    is_connection_lost,
+    is_lock_conflict,
+    translated_errors,
+)
 from training_db.history import DEFAULT_KEY_METRICS, HistoryColumns, KeyMetricMapping
 from training_db.runs import RunDict, RunRecord
 from training_db.settings import is_memory_sqlite, make_engine, resolve_url, safe_url
@@ -590,33 +595,6 @@ IDEMPOTENT_WRITES: Final[frozenset[Callable[..., Any]]] = frozenset(
         objectives.finish_run,
     }
 )
-
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-_SQLITE_LOCK_MESSAGES = ("database is locked", "database table is locked", "database is busy")
-# PostgreSQL serialization_failure and deadlock_detected: the transaction was rolled back.
-_PG_RETRYABLE_CODES = frozenset({"40001", "40P01"})
-
-
-def is_lock_conflict(exc: BaseException | None) -> bool:
-    """A driver error saying another transaction was in the way (nothing was committed)."""
-    if not isinstance(exc, sa_exc.DBAPIError):
-        return False
-    orig = exc.orig
-    if getattr(orig, "pgcode", None) in _PG_RETRYABLE_CODES:
-        return True
-    code = getattr(orig, "sqlite_errorcode", None)  # Python 3.11+
-    if isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
-        return True
-    return type(orig).__module__ == "sqlite3" and any(
-        message in str(orig).lower() for message in _SQLITE_LOCK_MESSAGES
-    )
-
-
-def is_connection_lost(exc: BaseException | None) -> bool:
-    """The connection died under a call (killed by the server, restart, network)."""
-    if isinstance(exc, sa_exc.DisconnectionError):
-        return True
-    return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
 def backoff_delay(attempt: int) -> float:
