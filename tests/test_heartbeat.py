@@ -208,8 +208,14 @@ def test_safe_heartbeat_replayed_later_keeps_the_time_of_the_call(
     assert before <= beat <= after  # the call's time, not the replay's
 
 
-def test_safe_heartbeat_of_an_unknown_run_is_dropped(default_db: TrainingDB, spool: Path) -> None:
+def test_safe_heartbeat_of_an_unknown_run_waits_then_is_rejected(
+    default_db: TrainingDB, spool: Path
+) -> None:
+    """The run may be waiting in a spool itself, so the heartbeat is spooled, not dropped;
+    if the run never comes, the replay moves it to spool.rejected."""
     result = safe.heartbeat("ghost")
-    assert result.status == "dropped"
+    assert result.status == "spooled"
     assert result.error is not None and "RunNotFoundError" in result.error
-    assert not (spool / "spool.jsonl").exists()
+    report = safe.replay()
+    assert [item.function for item in report.rejected] == ["heartbeat"]
+    assert (spool / "spool.rejected").exists()

@@ -316,7 +316,7 @@ class TcpProxy:
                     if not data:
                         return
                     pair[source].sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: cut() closed a socket (fd -1) mid-select
             return
         finally:
             for sock in pair:
