@@ -25,7 +25,7 @@ from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -338,7 +338,8 @@ def log_history(
         row = {"run_id": run_id, "metric_id": metric_id, **encoded.__dict__}
         (updates if metric_id in existing else inserts).append(row)
     if inserts:
-        session.execute(sa.insert(RunHistory), inserts)
+        # Core INSERT (executemany, batched by the drivers), not the ORM's bulk path.
+        session.execute(sa.insert(_HISTORY_TABLE), inserts)
     if updates:
         session.execute(sa.update(RunHistory), updates)
     steps = sorted({step for points in incoming.values() for step in points})
@@ -389,20 +390,41 @@ def _store_key_metrics(
         for step in steps
         if (row := _key_metrics_row(run_id, step, relevant, mapping)) is not None
     ]
-    if rows:
+    if not rows:
+        return
+    # Steps the run has no row for yet (all of them, the first time) take a plain INSERT,
+    # which the drivers batch; only steps logged again need the slower upsert.
+    existing = set(
+        session.scalars(
+            sa.select(RunHistoryKeyMetrics.step).where(
+                RunHistoryKeyMetrics.run_id == run_id,
+                RunHistoryKeyMetrics.step.between(rows[0]["step"], rows[-1]["step"]),
+            )
+        )
+    )
+    fresh = [row for row in rows if row["step"] not in existing]
+    if fresh:
+        session.execute(sa.insert(_KEY_METRICS_TABLE), fresh)
+    again = [row for row in rows if row["step"] in existing]
+    if again:
         portable.upsert_many(
             session,
             RunHistoryKeyMetrics.__table__,
-            rows,
+            again,
             conflict_columns=("run_id", "step"),
-            update_columns=(
-                "loss",
-                "grad_norm",
-                "learning_rate",
-                "objective_scores_json",
-                "timestamp",
-            ),
+            update_columns=_KEY_METRIC_COLUMNS,
         )
+
+
+_HISTORY_TABLE: Final = cast(sa.Table, RunHistory.__table__)
+_KEY_METRICS_TABLE: Final = cast(sa.Table, RunHistoryKeyMetrics.__table__)
+_KEY_METRIC_COLUMNS: Final = (
+    "loss",
+    "grad_norm",
+    "learning_rate",
+    "objective_scores_json",
+    "timestamp",
+)
 
 
 def _first_number(series: MetricSeries, keys: Sequence[str], step: int) -> float | None:
