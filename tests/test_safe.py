@@ -592,13 +592,24 @@ def test_auto_replay_waits_its_interval_and_keeps_the_order(
 
 
 def test_auto_replay_can_be_turned_off(db_url: URL, spool: Path, monkeypatch: Any) -> None:
+    """Nothing is replayed automatically, and the calls made meanwhile still keep their order:
+    they join the spool until a replay empties it, then go straight through again."""
     monkeypatch.setenv("TRAINING_DB_SPOOL_AUTO_REPLAY", "0")
     training_db.configure(CLOSED_PORT_URL)
     safe.insert_run("run-1", None, {})
+    safe.update_run_status("run-1", "running")
     database = training_db.configure(db_url)
-    assert safe.insert_run("run-2", None, {}).status == "ok"
+    result = safe.finish_run("run-1", "completed")
+    assert result.status == "spooled"
+    assert result.error is not None and "waiting in the spool" in result.error
     assert database.get_run("run-1") is None
-    assert [r.kwargs["run_id"] for r in spooled(spool)] == ["run-1"]
+    assert [r.function for r in spooled(spool)] == ["insert_run", "update_run_status", "finish_run"]
+
+    assert safe.replay().applied == 3
+    run = database.get_run("run-1")
+    assert run is not None and run["status"] == "completed"  # not overtaken by "running"
+    assert safe.insert_run("run-2", None, {}).status == "ok"  # the spool is empty again
+    assert spooled(spool) == []
 
 
 # --- never blocking, never raising -------------------------------------------------------------

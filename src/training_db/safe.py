@@ -28,9 +28,10 @@ call: ``{"id", "recorded_at", "function", "args", "kwargs"}``. Values are encode
 ``{"$datetime": "<ISO 8601>"}``. Records never hold the database URL or a password.
 
 Unless ``TRAINING_DB_SPOOL_AUTO_REPLAY=0``, a call first replays a non-empty spool (at most
-once per ``TRAINING_DB_SPOOL_REPLAY_INTERVAL`` seconds, default 30); while records of this
-process wait in the spool, later calls join them there, so that the calls of a process
-reach the database in the order they were made.
+once per ``TRAINING_DB_SPOOL_REPLAY_INTERVAL`` seconds, default 30). While records of this
+process wait in the spool, later calls join them there (with automatic replay off, until
+``replay()`` or ``training-db replay`` empties it), so that the calls of a process reach the
+database in the order they were made.
 """
 
 from __future__ import annotations
@@ -946,10 +947,10 @@ class _Worker:
         except Exception as exc:
             state.blocked, state.last_attempt = True, time.monotonic()
             return "spool", f"the database is not configured: {_describe(exc)}"
-        if _auto_replay() and spool.has_records():
+        if spool.has_records():
             waited = time.monotonic() - state.last_attempt
             interval = _env_seconds(REPLAY_INTERVAL_ENV, DEFAULT_REPLAY_INTERVAL_S, allow_zero=True)
-            if waited >= interval:
+            if _auto_replay() and waited >= interval:
                 state.last_attempt = time.monotonic()
                 try:
                     report = _replay(spool, database, blocking=False)
@@ -961,6 +962,8 @@ class _Worker:
                     return "spool", f"earlier spooled calls could not be replayed ({why})"
             elif state.blocked:
                 return "spool", "earlier calls of this process are waiting in the spool"
+        else:
+            state.blocked = False  # replayed meanwhile (by a replay command, say)
         try:
             value = _execute(database, call)
         except Exception as exc:
