@@ -47,10 +47,16 @@ class StorageFigure:
     total_bytes: int
     breakdown: dict[str, int]
     file_bytes: int | None = None
+    # The tables that hold the history (what the seed's 300 kB history-JSON estimate covers).
+    history_tables: tuple[str, ...] = ()
 
     @property
     def per_run(self) -> float:
         return self.total_bytes / self.runs
+
+    @property
+    def history_per_run(self) -> float:
+        return sum(self.breakdown.get(table, 0) for table in self.history_tables) / self.runs
 
 
 @dataclass

@@ -41,6 +41,9 @@ OUR_TABLES: Final = (
     "run_history_key_metrics",
 )
 MLFLOW_TABLES: Final = ("runs", "metrics", "latest_metrics", "params", "tags")
+# Where each system keeps the history (the rest is the run, its config and its summary).
+OUR_HISTORY_TABLES: Final = ("history_metrics", "run_history", "run_history_key_metrics")
+MLFLOW_HISTORY_TABLES: Final = ("metrics",)
 NAIVE_TABLE: Final = "bench_naive_history"
 
 

@@ -2,11 +2,18 @@
 
 Both take the same ``{column: list}`` history the public API takes, in one transaction per
 run, with ``sqlite3`` ``executemany`` or psycopg2 (``COPY`` for the naive rows,
-``execute_values`` for our layout's arrays).
+``execute_values`` for our layout's rows).
+
+"Our layout" is everything ``log_history`` stores: one compact ``run_history`` row per
+metric (``encode_series``) and one ``run_history_key_metrics`` row per step (loss, grad_norm,
+learning rate, the objectives' ``raw_mean`` scores as JSON, the timestamp; the default
+``KeyMetricMapping``). The ingest check compares both tables with what the package wrote.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -14,7 +21,7 @@ from psycopg2.extras import execute_values
 
 from bench.databases import NAIVE_TABLE, copy_into, is_sqlite_connection, raw_transaction
 from bench.workload import STEP_KEY, logged_points
-from training_db.history import decode_series, encode_series
+from training_db.history import DEFAULT_KEY_METRICS, decode_series, encode_series
 
 NAIVE_DDL: Final = f"""
 CREATE TABLE {NAIVE_TABLE} (
@@ -107,20 +114,98 @@ def encoded_rows(
     return rows
 
 
+KEY_METRIC_COLUMNS: Final = (
+    "run_id",
+    "step",
+    "loss",
+    "grad_norm",
+    "learning_rate",
+    "objective_scores_json",
+    "timestamp",
+)
+
+
+def key_metric_rows(
+    run_id: str, history: Mapping[str, list[Any]], *, sqlite: bool
+) -> list[tuple[Any, ...]]:
+    """The rows ``log_history`` writes to ``run_history_key_metrics`` for this history."""
+    mapping = DEFAULT_KEY_METRICS
+    columns = {key: values for key, values in history.items() if key != STEP_KEY}
+    scores = sorted(key for key in columns if mapping.is_objective_score(key))
+    prefix = len(mapping.objective_prefix)
+
+    def first(keys: Sequence[str], position: int) -> float | None:
+        for key in keys:
+            if key in columns and (value := columns[key][position]) == value:
+                return float(value)
+        return None
+
+    rows = []
+    for position, step in enumerate(history[STEP_KEY]):
+        loss = first(mapping.loss, position)
+        grad_norm = first(mapping.grad_norm, position)
+        learning_rate = first(mapping.learning_rate, position)
+        logged = {
+            key[prefix:]: value for key in scores if (value := columns[key][position]) == value
+        }
+        if loss is None and grad_norm is None and learning_rate is None and not logged:
+            continue
+        stamp = columns.get(mapping.timestamp, [None] * (position + 1))[position]
+        when = None
+        if stamp is not None and stamp == stamp:
+            when = dt.datetime.fromtimestamp(stamp, dt.timezone.utc)
+            when = when.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else when
+        document = json.dumps(logged, sort_keys=True) if logged else None
+        rows.append((run_id, step, loss, grad_norm, learning_rate, document, when))
+    return rows
+
+
 def write_layout(connection: Any, run_id: str, history: Mapping[str, list[Any]]) -> int:
-    """Our layout (one compact row per metric, ``encode_series``); returns the value count."""
+    """Our whole layout (``run_history`` and the key metrics); returns the value count."""
     names = [key for key in history if key != STEP_KEY]
+    sqlite = is_sqlite_connection(connection)
     with raw_transaction(connection) as cursor:
         ids = metric_ids(cursor, connection, names)
         rows = encoded_rows(run_id, ids, history)
+        key_rows = key_metric_rows(run_id, history, sqlite=sqlite)
         columns = ", ".join(HISTORY_COLUMNS)
-        if is_sqlite_connection(connection):
+        key_columns = ", ".join(KEY_METRIC_COLUMNS)
+        if sqlite:
             cursor.executemany(
                 f"INSERT INTO run_history ({columns}) VALUES ({_marks(connection, 9)})", rows
             )
+            cursor.executemany(
+                f"INSERT INTO run_history_key_metrics ({key_columns}) "
+                f"VALUES ({_marks(connection, 7)})",
+                key_rows,
+            )
         else:
             execute_values(cursor, f"INSERT INTO run_history ({columns}) VALUES %s", rows)
+            execute_values(
+                cursor,
+                f"INSERT INTO run_history_key_metrics ({key_columns}) VALUES %s",
+                key_rows,
+                template="(%s, %s, %s, %s, %s, %s::jsonb, %s)",
+            )
     return sum(row[3] for row in rows)
+
+
+def read_key_metrics(connection: Any, run_id: str) -> list[tuple[Any, ...]]:
+    """A run's key-metric rows as ``(step, loss, grad_norm, lr, scores, timestamp text)``."""
+    sql = (
+        "SELECT step, loss, grad_norm, learning_rate, objective_scores_json, timestamp "
+        f"FROM run_history_key_metrics WHERE run_id = {_marks(connection, 1)} ORDER BY step"
+    )
+    if is_sqlite_connection(connection):
+        rows = connection.execute(sql, (run_id,)).fetchall()
+    else:
+        with connection, connection.cursor() as cursor:
+            cursor.execute(sql, (run_id,))
+            rows = cursor.fetchall()
+    return [
+        (*row[:4], json.loads(row[4]) if isinstance(row[4], str) else row[4], str(row[5]))
+        for row in rows
+    ]
 
 
 def read_layout(connection: Any, run_id: str, key: str) -> list[tuple[int, float]]:

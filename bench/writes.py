@@ -149,7 +149,15 @@ def lifecycle(ctx: Context) -> None:
     if baseline_file is not None:
         file_bytes = databases.sqlite_file_bytes(url) - baseline_file
     ctx.storage.append(
-        StorageFigure(ctx.name, "ours", total + 1, sum(delta.values()), delta, file_bytes)
+        StorageFigure(
+            ctx.name,
+            "ours",
+            total + 1,
+            sum(delta.values()),
+            delta,
+            file_bytes,
+            databases.OUR_HISTORY_TABLES,
+        )
     )
     ctx.extra["values_per_run"] = count_values(histories[check_spec.run_id])
     db.dispose()
@@ -243,7 +251,15 @@ def _mlflow_lifecycle(ctx: Context, specs: list[RunSpec], histories: dict[str, H
         if baseline_file is not None:
             file_bytes = databases.sqlite_file_bytes(store.url) - baseline_file
         ctx.storage.append(
-            StorageFigure(ctx.name, "mlflow", len(chosen), sum(delta.values()), delta, file_bytes)
+            StorageFigure(
+                ctx.name,
+                "mlflow",
+                len(chosen),
+                sum(delta.values()),
+                delta,
+                file_bytes,
+                databases.MLFLOW_HISTORY_TABLES,
+            )
         )
     store.dispose()
 
@@ -270,7 +286,9 @@ def ingest(ctx: Context) -> None:
             db.insert_run(f"{prefix}-{index:07d}", None, spec.config, created_at=spec.created_at)
 
     ours = _result(ctx, "c", "ours", "log_history (100 steps x 149 keys)", "values/s", OURS)
-    layout = _result(ctx, "c", "raw-layout", "raw driver, our layout", "values/s", RAW)
+    layout = _result(
+        ctx, "c", "raw-layout", "raw driver, our layout (history + key metrics)", "values/s", RAW
+    )
     naive = _result(ctx, "c", "raw-naive", "raw driver, one row per value", "values/s", RAW)
 
     def write_ours(index: int) -> float:
@@ -296,6 +314,11 @@ def ingest(ctx: Context) -> None:
         for key in (LOSS_KEY, HISTORY_ONLY_KEY):
             theirs = rawdriver.read_layout(raw, "ingraw-0000000", key)
             expect_same_series(key, our_series(db, "ing-0000000", key), theirs)
+        ours_rows = rawdriver.read_key_metrics(raw, "ing-0000000")
+        expect(
+            len(ours_rows) > 0 and rawdriver.read_key_metrics(raw, "ingraw-0000000") == ours_rows,
+            "the raw key-metric rows differ from log_history's",
+        )
 
     def check_naive() -> None:
         expect(write_naive(0) == count_values(history0), "naive row count differs")
@@ -371,7 +394,14 @@ def _long_runs(ctx: Context, db: TrainingDB, raw: Any, mlflow_store: MlflowStore
     steps = settings.long_steps
     label = f"log_history ({steps:,} steps x 149 keys)"
     ours = _result(ctx, "c-long", "ours", label, "values/s", OURS)
-    layout = _result(ctx, "c-long", "raw-layout", "raw driver, our layout", "values/s", RAW)
+    layout = _result(
+        ctx,
+        "c-long",
+        "raw-layout",
+        "raw driver, our layout (history + key metrics)",
+        "values/s",
+        RAW,
+    )
     naive = _result(ctx, "c-long", "raw-naive", "raw driver, one row per value", "values/s", RAW)
     first: History | None = None
     ctx.log(f"(c) {settings.long_runs} runs of {steps:,} steps")

@@ -122,7 +122,16 @@ def test_targets_say_met_not_met_and_not_measured() -> None:
         timed("c", "raw-naive", 0.5, "raw"),  # ours slower than naive: not met
         timed("f", "ours", 0.002, "ours"),
     ]
-    storage = [StorageFigure("sqlite", "ours", 10, 2_000_000, {"run_history": 2_000_000})]
+    storage = [
+        StorageFigure(
+            "sqlite",
+            "ours",
+            10,
+            2_500_000,
+            {"run_history": 2_000_000, "training_runs": 500_000},
+            history_tables=("run_history",),
+        )
+    ]
 
     found = {t.name.split(":")[0]: t for t in targets(results, storage, ["sqlite"])}
 
@@ -132,7 +141,10 @@ def test_targets_say_met_not_met_and_not_measured() -> None:
     assert "not measured: MLflow" in ingest.detail
     assert found["objective queries"].status == "not measured"
     assert found["one metric's history of a 10,000-step run"].status == "met (partly measured)"
-    assert found["storage per run"].status == "NOT met"  # 200 kB per run is over 150 kB
+    storage_target = found["history storage per run"]
+    assert storage_target.status == "NOT met"  # 200 kB of history per run is over 150 kB
+    assert "history kB per run (≤ 150): 200.00 ✗" in storage_target.detail
+    assert storage[0].per_run == 250_000  # the whole run, reported beside it
 
 
 def test_time_calls_takes_at_least_repeat_samples() -> None:

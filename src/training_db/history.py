@@ -17,6 +17,7 @@ Missing versus logged NaN
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import struct
 import sys
@@ -25,6 +26,7 @@ from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
+from operator import sub
 from typing import Any, Final, cast
 
 import sqlalchemy as sa
@@ -39,7 +41,17 @@ TIMESTAMP_KEY: Final = "_timestamp"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _BIG_ENDIAN = sys.byteorder == "big"
 _FLOAT_EXACT_INT = 2**53
-_RANGE_TAG, _DELTAS_TAG = b"R", b"Z"
+_RANGE_TAG, _DELTAS_TAG, _BITMAP_TAG = b"R", b"Z", b"B"
+# Step bitmaps: flag bytes 0/1 as the digits of a binary number, and each byte's eight flags.
+_FLAG_DIGITS: Final = bytes.maketrans(b"\x00\x01", b"01")
+_BYTE_FLAGS: Final = tuple(bytes((byte >> bit) & 1 for bit in range(8)) for byte in range(256))
+# Number kinds and their array typecodes; "<kind>_bp" stores them as packed byte planes.
+_TYPECODES: Final = {"float": "d", "int": "q"}
+_PACKED_SUFFIX: Final = "_bp"
+# Shorter series are stored plain: packing them saves a few bytes at best.
+_MIN_PACKED_POINTS: Final = 16
+# A byte plane with more distinct values than this is noise that deflate cannot shrink.
+_MAX_DISTINCT_IN_PACKED_PLANE: Final = 64
 
 # metric name -> {step: value}
 MetricSeries = dict[str, dict[int, Any]]
@@ -50,18 +62,31 @@ HistoryColumns = dict[str, list[Any]]
 class KeyMetricMapping:
     """Which history keys fill the ``run_history_key_metrics`` columns (first present wins).
 
-    ``objective_prefix`` keys (``objectives/<alias>/<metric>``) go into
-    ``objective_scores_json`` as ``{"<alias>/<metric>": value}``.
+    ``objective_prefix`` keys (``objectives/<alias>/<metric>``) whose ``<metric>`` is in
+    ``objective_metrics`` go into ``objective_scores_json`` as ``{"<alias>/<metric>": value}``.
+    By default that is each objective's ``raw_mean``, its score (the metric
+    ``query_runs_by_objectives`` compares by default): one score per objective per step, as
+    the design notes planned. The other metrics stay in the full history; pass
+    ``objective_metrics=None`` to copy every ``objectives/`` key into the table as well.
     """
 
     loss: tuple[str, ...] = ("train/loss", "loss")
     grad_norm: tuple[str, ...] = ("train/grad_norm", "grad_norm")
     learning_rate: tuple[str, ...] = ("train/learning_rate", "learning_rate", "lr")
     objective_prefix: str = "objectives/"
+    objective_metrics: tuple[str, ...] | None = ("raw_mean",)
     timestamp: str = TIMESTAMP_KEY
 
     def source_keys(self) -> set[str]:
         return {*self.loss, *self.grad_norm, *self.learning_rate, self.timestamp}
+
+    def is_objective_score(self, name: str) -> bool:
+        """Whether history key ``name`` belongs in ``objective_scores_json``."""
+        if not name.startswith(self.objective_prefix):
+            return False
+        if self.objective_metrics is None:
+            return True
+        return name.rpartition("/")[2] in self.objective_metrics
 
 
 DEFAULT_KEY_METRICS: Final = KeyMetricMapping()
@@ -199,15 +224,24 @@ def _unpack(typecode: str, data: bytes) -> list[Any]:
 
 
 def encode_steps(steps: Sequence[int]) -> bytes:
-    """Ascending steps, compactly: an arithmetic run as (first, stride, count) in 25 bytes,
-    anything else as zlib-compressed int64 deltas."""
+    """Ascending steps, compactly: an arithmetic run as (first, stride, count) in 25 bytes;
+    else a bitmap over first..last (steps logged with a few gaps: 13 bytes per 100 steps) or
+    zlib-compressed int64 deltas (sparse steps), whichever is smaller."""
     if not steps:
         return _RANGE_TAG + struct.pack("<qqq", 0, 0, 0)
     stride = steps[1] - steps[0] if len(steps) > 1 else 1
     if all(b - a == stride for a, b in pairwise(steps)):
         return _RANGE_TAG + struct.pack("<qqq", steps[0], stride, len(steps))
-    deltas = [steps[0], *(b - a for a, b in pairwise(steps))]
-    return _DELTAS_TAG + zlib.compress(_pack("q", deltas), 6)
+    deltas = _DELTAS_TAG + zlib.compress(_pack("q", [steps[0], *map(sub, steps[1:], steps)]), 6)
+    first, span = steps[0], steps[-1] - steps[0] + 1
+    if span // 8 + 9 >= len(deltas):
+        return deltas
+    flags = bytearray(span)
+    for step in steps:
+        flags[step - first] = 1
+    # flag i becomes bit i: the flags, last first, read as one binary number
+    bits = int(flags[::-1].translate(_FLAG_DIGITS), 2)
+    return _BITMAP_TAG + struct.pack("<q", first) + bits.to_bytes((span + 7) // 8, "little")
 
 
 def decode_steps(data: bytes) -> list[int]:
@@ -215,9 +249,72 @@ def decode_steps(data: bytes) -> list[int]:
     if tag == _RANGE_TAG:
         first, stride, count = struct.unpack("<qqq", body)
         return [first + stride * index for index in range(count)]
+    if tag == _BITMAP_TAG:
+        if len(body) < 8:
+            raise ValueError("corrupt history steps: a bitmap without its first step")
+        (first,) = struct.unpack_from("<q", body)
+        flags = b"".join(_BYTE_FLAGS[byte] for byte in body[8:])
+        return list(itertools.compress(itertools.count(first), flags))
     if tag != _DELTAS_TAG:
         raise ValueError(f"corrupt history steps: unknown encoding {tag!r}")
     return list(accumulate(_unpack("q", zlib.decompress(body))))
+
+
+def pack_planes(data: bytes) -> bytes | None:
+    """Little-endian 8-byte numbers as byte planes, smaller; None when that saves nothing.
+
+    Byte ``j`` of every number forms plane ``j``. In a metric series some planes take few
+    distinct values: the high ones (sign, exponent, leading mantissa bits) and, in values
+    that came from float32 tensors or small ints, the all-zero low ones. Those planes are
+    deflated together; the noisy planes are stored as they are, since deflate only adds bytes
+    to noise. :func:`unpack_planes` gives back the same bytes. Layout: one byte whose bit
+    ``j`` says plane ``j`` is deflated; the raw-deflate stream of the deflated planes; the
+    other planes; planes in ascending ``j`` within each part.
+    """
+    count = len(data) // 8
+    if count < _MIN_PACKED_POINTS:
+        return None
+    planes = [data[byte::8] for byte in range(8)]
+    repetitive = min(count // 2, _MAX_DISTINCT_IN_PACKED_PLANE)
+    chosen = [len(set(plane)) <= repetitive for plane in planes]
+    if not any(chosen):
+        return None
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    packed = compressor.compress(b"".join(itertools.compress(planes, chosen)))
+    packed += compressor.flush()
+    if len(packed) + 1 >= sum(chosen) * count:
+        return None
+    mask = sum(1 << byte for byte in range(8) if chosen[byte])
+    stored = (plane for plane, deflated in zip(planes, chosen, strict=True) if not deflated)
+    return bytes([mask]) + packed + b"".join(stored)
+
+
+def unpack_planes(data: bytes) -> bytes:
+    """The little-endian 8-byte numbers that :func:`pack_planes` packed."""
+    mask = data[0] if data else 0
+    deflated = [byte for byte in range(8) if mask >> byte & 1]
+    if not deflated:
+        raise ValueError("corrupt history values: no packed byte planes")
+    decompressor = zlib.decompressobj(-15)
+    try:
+        high = decompressor.decompress(data[1:])
+    except zlib.error as exc:
+        raise ValueError(f"corrupt history values: {exc}") from None
+    low = decompressor.unused_data
+    count = len(high) // len(deflated)
+    if (
+        not decompressor.eof
+        or not high
+        or len(high) != len(deflated) * count
+        or len(low) != (8 - len(deflated)) * count
+    ):
+        raise ValueError("corrupt history values: byte planes missing or of unequal length")
+    order = deflated + [byte for byte in range(8) if not mask >> byte & 1]
+    planes = high + low
+    numbers = bytearray(8 * count)
+    for position, byte in enumerate(order):
+        numbers[byte::8] = planes[position * count : (position + 1) * count]
+    return bytes(numbers)
 
 
 def value_kind(values: Iterable[Any]) -> str:
@@ -258,12 +355,12 @@ def encode_series(points: Mapping[int, Any]) -> EncodedSeries:
     kind = value_kind(values)
     value_data: bytes | None = None
     value_json: list[Any] | None = None
-    if kind == "float":
-        value_data = _pack("d", values)
-    elif kind == "int":
-        value_data = _pack("q", values)
-    else:
+    if kind == "json":
         value_json = values
+    else:
+        value_data = _pack(_TYPECODES[kind], values)
+        if (packed := pack_planes(value_data)) is not None:
+            kind, value_data = f"{kind}{_PACKED_SUFFIX}", packed
     return EncodedSeries(
         kind, len(steps), steps[0], steps[-1], encode_steps(steps), value_data, value_json
     )
@@ -276,8 +373,12 @@ def decode_series(
     if kind == "json":
         values = list(value_json or [])
     else:
-        assert value_data is not None
-        values = _unpack("d" if kind == "float" else "q", value_data)
+        number_kind = kind.removesuffix(_PACKED_SUFFIX)
+        if number_kind not in _TYPECODES or value_data is None:
+            raise ValueError(f"corrupt history row: kind {kind!r} without values")
+        if kind.endswith(_PACKED_SUFFIX):
+            value_data = unpack_planes(value_data)
+        values = _unpack(_TYPECODES[number_kind], value_data)
     if len(values) != len(steps):
         raise ValueError(f"corrupt history row: {len(steps)} steps but {len(values)} values")
     return dict(zip(steps, values, strict=True))
@@ -371,9 +472,7 @@ def _store_key_metrics(
     mapping: KeyMetricMapping,
 ) -> None:
     """Upsert the key-metric rows of ``steps`` from the merged series touched by this call."""
-    wanted = mapping.source_keys() | {
-        name for name in series if name.startswith(mapping.objective_prefix)
-    }
+    wanted = mapping.source_keys() | {name for name in series if mapping.is_objective_score(name)}
     if not any(name in series for name in wanted):
         return
     relevant = {name: series[name] for name in wanted if name in series}
@@ -441,7 +540,7 @@ def _key_metrics_row(
     scores = {
         name[len(mapping.objective_prefix) :]: series[name][step]
         for name in sorted(series)
-        if name.startswith(mapping.objective_prefix) and step in series[name]
+        if mapping.is_objective_score(name) and step in series[name]
     }
     row = {
         "run_id": run_id,

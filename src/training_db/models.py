@@ -35,7 +35,7 @@ RUN_STATUSES: Final = ("launched", "running", "completed", "failed", "crashed")
 TERMINAL_STATUSES: Final = ("completed", "failed", "crashed")
 OBJECTIVE_DIRECTIONS: Final = ("maximize", "minimize")
 RUN_ID_MAX_LENGTH: Final = 255
-HISTORY_KINDS: Final = ("float", "int", "json")
+HISTORY_KINDS: Final = ("float", "int", "json", "float_bp", "int_bp")
 
 
 def _sql_in(values: tuple[str, ...]) -> str:
@@ -194,8 +194,10 @@ class RunHistory(Base):
     else zlib-compressed int64 deltas; see ``history.encode_steps``). The
     values depend on ``kind``: ``float`` — little-endian float64 in ``value_data`` (a logged
     NaN or ±Infinity is kept bit for bit); ``int`` — little-endian int64 in ``value_data``;
-    ``json`` — a JSON list in ``value_json`` (strings, dicts, booleans, mixed). A step that was not
-    logged is simply absent. See :mod:`training_db.history`.
+    ``float_bp`` / ``int_bp`` — the same numbers as byte planes, the repetitive high planes
+    deflated (``history.pack_planes``, revision 0006); ``json`` — a JSON list in
+    ``value_json`` (strings, dicts, booleans, mixed). A step that was not logged is simply
+    absent. See :mod:`training_db.history`.
     """
 
     __tablename__ = "run_history"
