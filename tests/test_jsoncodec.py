@@ -16,6 +16,7 @@ from training_db.jsoncodec import (
     decode_document,
     dumps,
     encode_document,
+    loads_document,
     to_jsonable,
 )
 
@@ -76,6 +77,68 @@ def test_negative_zero_keeps_its_sign() -> None:
 def test_dumps_writes_nan_tokens_python_reads_back() -> None:
     text = dumps({"b": float("nan"), "a": float("-inf")})
     assert text == '{"a": -Infinity, "b": NaN}'
+
+
+# --- loads_document: decode_document(json.loads(text)), with shortcuts -----------------------
+
+# Objects that may use the reserved keys in any way, well-formed tags or not.
+tag_like_values = st.recursive(
+    json_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(
+            st.one_of(
+                st.sampled_from(["$float", "$str0", "$literal", "$", "a"]),
+                st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=3),
+            ),
+            children,
+            max_size=2,
+        ),
+    ),
+    max_leaves=10,
+)
+
+
+def outcome(read: Any) -> tuple[str, Any]:
+    try:
+        return "value", read()
+    except (ValueError, TypeError) as exc:
+        return "error", type(exc)
+
+
+@given(tag_like_values, st.booleans())
+def test_loads_document_is_decode_document_of_json_loads(value: Any, ensure_ascii: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ensure_ascii)
+    kind, found = outcome(lambda: loads_document(text))
+    expected_kind, expected = outcome(lambda: decode_document(json.loads(text)))
+    assert kind == expected_kind
+    assert same(found, expected) if kind == "value" else found is expected
+
+
+@given(json_values, st.booleans())
+def test_loads_document_reads_stored_documents(value: Any, ensure_ascii: bool) -> None:
+    # ensure_ascii: SQLite's stored text; without: PostgreSQL's JSONB text.
+    text = json.dumps(encode_document(value), ensure_ascii=ensure_ascii, allow_nan=False)
+    assert same(loads_document(text), value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"a": {"$float": "NaN"}, "b": [{"$float": "-0.0"}]}', {"a": math.nan, "b": [-0.0]}),
+        ('{"\\u0024float": "Infinity"}', math.inf),  # a tag's key spelled with an escape
+        ('{"$\\u0066loat": "1e400"}', math.inf),
+        ('{"$literal": {"$float": "NaN"}}', {"$float": "NaN"}),
+        ('{"$str0": ["a", "b"], "x": 1}', {"$str0": ["a", "b"], "x": 1}),  # two keys: no tag
+        ('{"s": {"$str0": ["a", ""]}}', {"s": "a\x00"}),
+        ('{"$float": {"$float": "1"}}', {"$float": 1.0}),  # only a string is a float tag
+        ('{"price": "$5", "n": 1}', {"price": "$5", "n": 1}),
+        ("[1, 2.5, null]", [1, 2.5, None]),
+    ],
+)
+def test_loads_document_examples(text: str, expected: Any) -> None:
+    assert same(loads_document(text), expected)
+    assert same(decode_document(json.loads(text)), expected)
 
 
 def test_to_jsonable_names_the_path() -> None:

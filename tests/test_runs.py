@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import math
+import pickle
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import URL
+from sqlalchemy.orm import Session
 
 from tests.conftest import table_snapshot
 from training_db import (
@@ -17,6 +20,8 @@ from training_db import (
     RunAlreadyExistsError,
     RunNotFoundError,
     TrainingDB,
+    jsoncodec,
+    runs,
 )
 from training_db.models import RUN_STATUSES, TrainingRun
 
@@ -421,3 +426,151 @@ def test_same_answers_on_both_backends_shape(db: TrainingDB, make_config: Config
     run = db.get_run("run-1")
     assert run is not None
     assert run["config_json"] == json.dumps(config, sort_keys=True, ensure_ascii=False)
+
+
+# --- run dicts: config_json / final_metrics_json are made on first read ------------------------
+
+DOCUMENT = {"b": [1, math.nan, {"$float": "user"}], "a": {"inf": math.inf, "nul": "x\x00y"}}
+SUMMARY = {"train/loss": 0.25, "nan": math.nan, "name": "é"}
+TEXT_KEYS = ("config_json", "final_metrics_json")
+READS: dict[str, Callable[[TrainingDB], dict[str, Any]]] = {
+    "get_run": lambda db: db.get_run("run-1") or {},
+    "query_runs": lambda db: db.query_runs()[0],
+    "query_runs_by_objectives": lambda db: db.query_runs_by_objectives({"QED": {"min": 0.5}})[0],
+}
+
+
+@pytest.fixture
+def stored(db: TrainingDB) -> TrainingDB:
+    db.insert_run("run-1", "wb-1", DOCUMENT, run_name="special")
+    db.update_run_status("run-1", "completed", final_metrics_json=SUMMARY)
+    db.update_objective_metric("run-1", "QED", "raw_mean", 0.9)
+    db.set_tags("run-1", {"team": "a"})
+    return db
+
+
+@pytest.mark.parametrize("read", READS)
+def test_json_text_keys_hold_sorted_text_of_the_documents(stored: TrainingDB, read: str) -> None:
+    run = READS[read](stored)
+    keys = list(run)
+    assert keys[: len(TrainingRun.__table__.columns)] == list(TrainingRun.__table__.columns.keys())
+    assert keys.index("final_metrics_json") < keys.index("config") < keys.index("tags")
+    assert all(key in run for key in TEXT_KEYS)
+    assert run["config_json"] == jsoncodec.dumps(run["config"])
+    assert run.get("final_metrics_json") == jsoncodec.dumps(run["final_metrics"])
+    assert '"nan": NaN' in run["final_metrics_json"] and '"name": "é"' in run["final_metrics_json"]
+    assert json.loads(run["config_json"])["b"][2] == {"$float": "user"}
+
+
+def _plain(run: dict[str, Any]) -> dict[str, Any]:
+    """The run as a plain dict, read key by key (the same value objects)."""
+    keys = run.keys()
+    return {key: run[key] for key in keys}
+
+
+def _updated(run: dict[str, Any]) -> dict[str, Any]:
+    target: dict[str, Any] = {}
+    target.update(run)
+    return target
+
+
+# Every way of reading a run dict as a whole, each given a run whose text is not made yet.
+WHOLE_VIEWS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "dict()": dict,
+    "{**run}": lambda run: {**run},
+    "copy()": lambda run: run.copy(),
+    "run | {}": lambda run: run | {},
+    "{} | run": lambda run: {} | run,
+    "update()": _updated,
+    "items()": lambda run: dict(list(run.items())),
+    "values()": lambda run: dict(zip(list(run), list(run.values()), strict=True)),
+    "copy.copy": lambda run: dict(dict.items(copy.copy(run))),
+    "copy.deepcopy": lambda run: dict(dict.items(copy.deepcopy(run))),
+}
+
+
+@pytest.mark.parametrize("read", READS)
+@pytest.mark.parametrize("view", WHOLE_VIEWS)
+def test_whole_dict_reads_see_the_json_text(stored: TrainingDB, read: str, view: str) -> None:
+    run = READS[read](stored)
+    found = WHOLE_VIEWS[view](run)
+    assert list(found) == list(run)
+    for key in TEXT_KEYS:
+        assert isinstance(found[key], str) and found[key] == run[key]
+    if view != "copy.deepcopy":  # the others share the value objects (NaN equals itself)
+        assert found == _plain(run)
+
+
+@pytest.mark.parametrize("read", READS)
+def test_json_repr_and_comparisons_see_the_json_text(stored: TrainingDB, read: str) -> None:
+    first = READS[read](stored)
+    expected = _plain(first)
+    assert json.dumps(READS[read](stored), default=str) == json.dumps(expected, default=str)
+    assert repr(READS[read](stored)) == repr(expected)
+    for compare in (
+        lambda run, plain: run == plain,
+        lambda run, plain: plain == run,
+        lambda run, plain: (run != plain) is False,
+        lambda run, plain: (plain != run) is False,
+        lambda run, plain: [run] == [plain],
+    ):
+        run = READS[read](stored)
+        plain = {**expected, "config": run["config"], "final_metrics": run["final_metrics"]}
+        assert compare(run, plain)
+    left, right = READS[read](stored), READS[read](stored)
+    left["config"], left["final_metrics"] = right["config"], right["final_metrics"]
+    assert left == right and (left != right) is False
+    run = READS[read](stored)
+    changed = {**expected, "config": run["config"], "final_metrics": run["final_metrics"]}
+    changed["config_json"] = "{}"
+    assert run != changed and (run == changed) is False
+
+
+def test_json_text_is_of_the_stored_document(stored: TrainingDB) -> None:
+    run = READS["get_run"](stored)
+    text = jsoncodec.dumps(run["config"])
+    run["config"]["b"] = "changed before the text was read"
+    assert run["config_json"] == text
+
+
+def test_json_text_keys_behave_as_dict_keys(stored: TrainingDB) -> None:
+    run = READS["query_runs"](stored)
+    expected = _plain(READS["query_runs"](stored))
+    assert run.setdefault("config_json", "unused") == expected["config_json"]
+    assert run.pop("final_metrics_json") == expected["final_metrics_json"]
+    assert "final_metrics_json" not in run and "final_metrics_json" not in dict(run)
+    assert run.get("final_metrics_json", "gone") == "gone"
+    run["config_json"] = "mine"
+    assert run["config_json"] == "mine" and dict(run)["config_json"] == "mine"
+
+    other = READS["get_run"](stored)
+    popped = []
+    while other:
+        popped.append(other.popitem())
+    assert dict(popped)["final_metrics_json"] == expected["final_metrics_json"]
+
+    deleted = READS["get_run"](stored)
+    del deleted["config_json"]
+    assert "config_json" not in dict(deleted) and deleted.get("config_json") is None
+    with pytest.raises(KeyError):
+        deleted["config_json"]
+
+
+def test_run_without_documents_has_none_text(db: TrainingDB) -> None:
+    db.insert_run("bare", None, None)
+    run = db.get_run("bare")
+    assert run is not None
+    assert run["config_json"] is None and run["config"] is None
+    assert dict(run)["final_metrics_json"] is None and run["final_metrics"] is None
+
+
+def test_repository_run_dicts_pickle(stored: TrainingDB) -> None:
+    with Session(stored.engine) as session:
+        run = runs.get_run(session, "run-1")
+        listed = runs.query_runs(session)[0]
+    assert run is not None
+    for record in (run, listed):
+        restored = pickle.loads(pickle.dumps(record))
+        assert list(restored) == list(record)
+        assert json.dumps(restored, default=str) == json.dumps(record, default=str)
+        assert "history_json" not in record and record.get("history_json") is None

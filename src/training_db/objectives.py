@@ -257,7 +257,7 @@ def query_runs_by_objectives(
     status = _optional_status(status)
     limit = filters.validate_limit(limit)
 
-    statement = sa.select(TrainingRun)
+    statement = sa.select(*runs.RECORD_COLUMNS)
     for index, wanted_objective in enumerate(wanted):
         objective = aliased(RunObjective)
         value = getattr(objective, wanted_objective.metric_type)
@@ -280,15 +280,15 @@ def query_runs_by_objectives(
     statement = statement.order_by(TrainingRun.created_at.desc(), TrainingRun.run_id.asc())
 
     rows = session.execute(statement.limit(limit)).all()
-    tags = runs.tags_by_run(session, [row.TrainingRun.run_id for row in rows])
+    tags = runs.tags_by_run(session, [runs.run_id_of(row) for row in rows])
+    width = len(runs.RECORD_COLUMNS)
     found: list[RunDict] = []
     for row in rows:
-        result = runs.run_to_dict(row.TrainingRun, tags[row.TrainingRun.run_id])
+        result = runs.run_to_dict(row[:width], tags[runs.run_id_of(row)])
+        values = iter(row[width:])  # METRIC_TYPES of each filter, in order
         result["objectives"] = {
-            wanted_objective.objective_name: {
-                metric: row._mapping[f"o{index}_{metric}"] for metric in METRIC_TYPES
-            }
-            for index, wanted_objective in enumerate(wanted)
+            wanted_objective.objective_name: {metric: next(values) for metric in METRIC_TYPES}
+            for wanted_objective in wanted
         }
         found.append(result)
     return found

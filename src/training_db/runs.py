@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -32,6 +32,9 @@ from training_db.models import (
 )
 from training_db.types import as_utc, utc_now
 
+if TYPE_CHECKING:
+    from _collections_abc import dict_items, dict_values
+
 TAG_KEY_MAX_LENGTH: Final = 255
 # W&B summary keys that fill columns when a summary is stored.
 SUMMARY_LOSS_KEY: Final = "train/loss"
@@ -40,35 +43,134 @@ SUMMARY_RUNTIME_KEY: Final = "_runtime"
 
 RunDict = dict[str, Any]
 HISTORY_JSON_KEY: Final = "history_json"
+# The JSON text keys of a run dict, each with the key of its parsed document.
+JSON_TEXT_KEYS: Final = {"config_json": "config", "final_metrics_json": "final_metrics"}
+
+
+class _PendingText:
+    """What a `RunRecord` stores under a JSON text key until the text is first read."""
+
+    def __repr__(self) -> str:
+        return "<JSON text not made yet>"
+
+
+_PENDING: Final = _PendingText()
 
 
 class RunRecord(dict[str, Any]):
-    """A run dict whose ``history_json`` is read from the database on first access.
+    """A run dict whose costly values are made on first access.
 
-    Histories are large and most callers of ``query_runs`` never look at them, so the key
-    costs nothing until ``run['history_json']`` (or ``.get``) asks for it. It then holds
-    the JSON text of the run's history columns, or None when the run has no history. Until
-    then it is not among ``keys()``.
+    ``config_json`` and ``final_metrics_json`` hold the key-sorted JSON text of the documents
+    (`jsoncodec.dumps`), which most callers never read (they use ``config`` and
+    ``final_metrics``). The text is made on first read, from the JSON text the database
+    returned, so changes made meanwhile to the parsed documents do not show in it. Both keys
+    are present from the start: ``keys()``, ``items()``, ``==``, ``dict(record)``,
+    ``json.dumps``, ``repr``, copies and pickles all see the text (a record with a history
+    loader holds a function, so it does not pickle).
+
+    With a ``history_loader``, ``history_json`` is read from the database on first access
+    (``run['history_json']`` or ``.get``): the JSON text of the run's history columns, or
+    None when the run has no history. Until then it is not among ``keys()``.
     """
 
-    def __init__(self, data: Mapping[str, Any], history_loader: Callable[[], str | None]):
-        super().__init__(data)
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        history_loader: Callable[[], str | None] | None = None,
+        *,
+        json_sources: Mapping[str, str] | None = None,
+    ) -> None:
+        """``json_sources``: for keys of ``data`` whose text is made on first read, the
+        stored document's JSON text as the database returned it."""
+        self._json_sources: dict[str, str] = {}
+        if isinstance(data, RunRecord):
+            # The stored values as they are (dict(data) would make the pending text now).
+            super().__init__(dict.items(data))
+            self._json_sources.update(data._json_sources)
+        else:
+            super().__init__(data)
+        for key, source in (json_sources or {}).items():
+            super().__setitem__(key, _PENDING)
+            self._json_sources[key] = source
         self._history_loader = history_loader
 
+    def _make_text(self, key: str) -> str:
+        text = jsoncodec.dumps(jsoncodec.loads_document(self._json_sources[key]))
+        super().__setitem__(key, text)
+        self._json_sources.pop(key, None)
+        return text
+
+    def _make_all_text(self) -> None:
+        for key in list(self._json_sources):
+            if super().get(key) is _PENDING:
+                self._make_text(key)
+            else:  # the key was deleted or given another value
+                self._json_sources.pop(key, None)
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        return self._make_text(key) if value is _PENDING else value
+
     def __missing__(self, key: str) -> Any:
-        if key != HISTORY_JSON_KEY:
+        if key != HISTORY_JSON_KEY or self._history_loader is None:
             raise KeyError(key)
         value = self._history_loader()
         self[key] = value
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        if key == HISTORY_JSON_KEY:
-            return self[key]
-        return super().get(key, default)
+        # Not dict.get: it reads the storage, without __getitem__ or __missing__.
+        return self[key] if key in self else default  # noqa: SIM401
 
     def __contains__(self, key: object) -> bool:
-        return key == HISTORY_JSON_KEY or super().__contains__(key)
+        if key == HISTORY_JSON_KEY and self._history_loader is not None:
+            return True
+        return super().__contains__(key)
+
+    # CPython copies a dict subclass's storage directly (dict(record), {**record}, update)
+    # unless the subclass defines __iter__; with it, the copy reads through __getitem__.
+    def __iter__(self) -> Iterator[str]:
+        return super().__iter__()
+
+    def items(self) -> dict_items[str, Any]:
+        self._make_all_text()
+        return super().items()
+
+    def values(self) -> dict_values[str, Any]:
+        self._make_all_text()
+        return super().values()
+
+    __hash__ = None  # unhashable, like every dict
+
+    def __eq__(self, other: object) -> bool:
+        self._make_all_text()
+        if isinstance(other, RunRecord):
+            other._make_all_text()
+        return super().__eq__(other)
+
+    def __ne__(self, other: object) -> bool:
+        self._make_all_text()
+        if isinstance(other, RunRecord):
+            other._make_all_text()
+        return super().__ne__(other)
+
+    def __repr__(self) -> str:
+        self._make_all_text()
+        return super().__repr__()
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if super().get(key) is _PENDING:
+            self._make_text(key)
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._make_all_text()
+        return super().popitem()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if super().get(key) is _PENDING:
+            return self._make_text(key)
+        return super().setdefault(key, default)
 
 
 # --- argument checks ------------------------------------------------------------------------
@@ -181,20 +283,35 @@ def require_run(session: Session, run_id: str) -> None:
         raise RunNotFoundError(run_id)
 
 
-def run_to_dict(run: TrainingRun, tags: Mapping[str, Any]) -> RunDict:
-    """Every column, JSON columns as JSON text under ``*_json``, parsed under short names."""
-    result: RunDict = {
-        name: getattr(run, name)
-        for name in (column.key for column in TrainingRun.__table__.columns)
-    }
-    result["config_json"] = None if run.config_json is None else jsoncodec.dumps(run.config_json)
-    result["final_metrics_json"] = (
-        None if run.final_metrics_json is None else jsoncodec.dumps(run.final_metrics_json)
-    )
-    result["config"] = run.config_json
-    result["final_metrics"] = run.final_metrics_json
+# A run dict's select list: every ``training_runs`` column, in order, the JSON documents as
+# their JSON text (parsed here instead of by the column type: the text is kept for ``*_json``).
+RECORD_KEYS: Final = tuple(column.key for column in TrainingRun.__table__.columns)
+RECORD_COLUMNS: Final = tuple(
+    sa.cast(column, sa.Text).label(column.key) if column.key in JSON_TEXT_KEYS else column
+    for column in TrainingRun.__table__.columns
+)
+_RUN_ID_POSITION: Final = RECORD_KEYS.index("run_id")
+
+
+def run_to_dict(row: Sequence[Any], tags: Mapping[str, Any]) -> RunRecord:
+    """A run dict from a row of `RECORD_COLUMNS`: every column, the JSON documents parsed
+    under short names (``config``, ``final_metrics``) and as JSON text under ``*_json``."""
+    result = dict(zip(RECORD_KEYS, row, strict=True))
+    sources: dict[str, str] = {}
+    for text_key, document_key in JSON_TEXT_KEYS.items():
+        source = result[text_key]
+        if source is None:
+            result[document_key] = None
+        else:
+            result[document_key] = jsoncodec.loads_document(source)
+            sources[text_key] = source
     result["tags"] = dict(tags)
-    return result
+    return RunRecord(result, json_sources=sources)
+
+
+def run_id_of(row: Sequence[Any]) -> str:
+    """The run id in a row that starts with `RECORD_COLUMNS`."""
+    return str(row[_RUN_ID_POSITION])
 
 
 def tags_by_run(session: Session, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -214,10 +331,12 @@ def tags_by_run(session: Session, run_ids: Iterable[str]) -> dict[str, dict[str,
 
 def get_run(session: Session, run_id: str) -> RunDict | None:
     validate_run_id(run_id)
-    run = session.get(TrainingRun, run_id)
-    if run is None:
+    row = session.execute(
+        sa.select(*RECORD_COLUMNS).where(TrainingRun.run_id == run_id)
+    ).one_or_none()
+    if row is None:
         return None
-    return run_to_dict(run, tags_by_run(session, [run_id])[run_id])
+    return run_to_dict(row, tags_by_run(session, [run_id])[run_id])
 
 
 def query_runs(
@@ -228,14 +347,14 @@ def query_runs(
 ) -> list[RunDict]:
     dialect = session.get_bind().dialect.name
     statement = (
-        sa.select(TrainingRun)
+        sa.select(*RECORD_COLUMNS)
         .where(*filters.run_filter_clauses(filters_, dialect))
         .order_by(*filters.order_by_clauses(order_by))
         .limit(filters.validate_limit(limit))
     )
-    runs = list(session.scalars(statement))
-    tags = tags_by_run(session, [run.run_id for run in runs])
-    return [run_to_dict(run, tags[run.run_id]) for run in runs]
+    rows = session.execute(statement).all()
+    tags = tags_by_run(session, [run_id_of(row) for row in rows])
+    return [run_to_dict(row, tags[run_id_of(row)]) for row in rows]
 
 
 def get_stats(session: Session) -> dict[str, int]:
