@@ -6,7 +6,7 @@ run, with ``sqlite3`` ``executemany`` or psycopg2 (``COPY`` for the naive rows,
 
 "Our layout" is everything ``log_history`` stores: one compact ``run_history`` row per
 metric (``encode_series``) and one ``run_history_key_metrics`` row per step (loss, grad_norm,
-learning rate, the objectives' ``raw_mean`` scores as JSON, the timestamp; the default
+learning rate, each objective's ``raw_mean`` score as JSON, the timestamp; the default
 ``KeyMetricMapping``). The ingest check compares both tables with what the package wrote.
 """
 
@@ -131,8 +131,7 @@ def key_metric_rows(
     """The rows ``log_history`` writes to ``run_history_key_metrics`` for this history."""
     mapping = DEFAULT_KEY_METRICS
     columns = {key: values for key, values in history.items() if key != STEP_KEY}
-    scores = sorted(key for key in columns if mapping.is_objective_score(key))
-    prefix = len(mapping.objective_prefix)
+    scores = mapping.score_keys(columns).items()
 
     def first(keys: Sequence[str], position: int) -> float | None:
         for key in keys:
@@ -146,7 +145,9 @@ def key_metric_rows(
         grad_norm = first(mapping.grad_norm, position)
         learning_rate = first(mapping.learning_rate, position)
         logged = {
-            key[prefix:]: value for key in scores if (value := columns[key][position]) == value
+            objective: value
+            for key, objective in scores
+            if (value := columns[key][position]) == value
         }
         if loss is None and grad_norm is None and learning_rate is None and not logged:
             continue

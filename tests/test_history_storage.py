@@ -193,29 +193,32 @@ def test_packed_history_round_trips_bit_for_bit(db: TrainingDB, db_url: URL) -> 
     assert columns["tokens"] == [step * 512 for step in sorted(loss)]
 
 
-def key_metric_scores(url: URL, run_id: str) -> list[Any]:
-    """objective_scores_json of every step, read with each backend's own JSON SQL."""
+def key_metrics(url: URL, run_id: str) -> list[tuple[Any, ...]]:
+    """``(step, loss, COMT score, objective_scores_json)`` of every step, the score read with
+    each backend's own JSON SQL."""
     engine = sa.create_engine(url)
-    key = "COMT_activity_maximize/raw_mean"
     if engine.dialect.name == "postgresql":
-        score = f"CAST(objective_scores_json ->> '{key}' AS DOUBLE PRECISION)"
+        score = "CAST(objective_scores_json ->> 'COMT_activity' AS DOUBLE PRECISION)"
     else:
-        score = f"json_extract(objective_scores_json, '$.\"{key}\"')"
+        score = "json_extract(objective_scores_json, '$.COMT_activity')"
     try:
         with engine.connect() as connection:
             rows = connection.execute(
                 sa.text(
-                    f"SELECT step, {score}, objective_scores_json FROM run_history_key_metrics "
-                    "WHERE run_id = :run ORDER BY step"
+                    f"SELECT step, loss, {score}, objective_scores_json "
+                    "FROM run_history_key_metrics WHERE run_id = :run ORDER BY step"
                 ),
                 {"run": run_id},
             )
-            return [tuple(row) for row in rows]
+            return [
+                (*row[:3], json.loads(row[3]) if isinstance(row[3], str) else row[3])
+                for row in rows
+            ]
     finally:
         engine.dispose()
 
 
-def objective_rows() -> list[dict[str, Any]]:
+def objective_rows(steps: tuple[int, ...] = (0, 10)) -> list[dict[str, Any]]:
     return [
         {
             "_step": step,
@@ -223,42 +226,70 @@ def objective_rows() -> list[dict[str, Any]]:
             "objectives/COMT_activity_maximize/raw_mean": 0.5 + step / 100,
             "objectives/COMT_activity_maximize/raw_std": 0.1,
             "objectives/SA_score_minimize/raw_mean": 3.0 - step / 10,
+            "objectives/QED/raw_mean": 0.25,
         }
-        for step in (0, 10)
+        for step in steps
     ]
 
 
-def test_key_metrics_hold_each_objectives_score_by_default(db: TrainingDB, db_url: URL) -> None:
+def test_key_metrics_hold_each_objectives_score_by_name(db: TrainingDB, db_url: URL) -> None:
     db.insert_run("scored", None, {})
     db.log_history("scored", objective_rows())
-    rows = key_metric_scores(db_url, "scored")
-    assert [(step, score) for step, score, _ in rows] == [(0, 0.5), (10, 0.6)]
-    documents = [document for _, _, document in rows]
-    if isinstance(documents[0], str):  # SQLite hands JSON over as text
-        documents = [json.loads(document) for document in documents]
-    assert documents[1] == {
-        "COMT_activity_maximize/raw_mean": 0.6,
-        "SA_score_minimize/raw_mean": 2.0,
-    }
-    # every metric is still in the full history
+    assert key_metrics(db_url, "scored") == [
+        (0, 1.0, 0.5, {"COMT_activity": 0.5, "SA_score": 3.0, "QED": 0.25}),
+        (10, 1 / 11, 0.6, {"COMT_activity": 0.6, "SA_score": 2.0, "QED": 0.25}),
+    ]
+    # every metric of every objective is still in the full history
     assert db.get_history("scored", keys=["objectives/COMT_activity_maximize/raw_std"]) == {
         "_step": [0, 10],
         "objectives/COMT_activity_maximize/raw_std": [0.1, 0.1],
     }
 
 
-def test_key_metrics_can_hold_every_objective_metric(db_url: URL) -> None:
-    everything = TrainingDB(db_url, key_metrics=KeyMetricMapping(objective_metrics=None))
-    everything.insert_run("all-scores", None, {})
-    everything.log_history("all-scores", objective_rows())
-    everything.dispose()
-    (_, _, document), _ = key_metric_scores(db_url, "all-scores")
-    if isinstance(document, str):
-        document = json.loads(document)
-    assert document == {
-        "COMT_activity_maximize/raw_mean": 0.5,
-        "COMT_activity_maximize/raw_std": 0.1,
-        "SA_score_minimize/raw_mean": 3.0,
+def test_a_step_logged_in_parts_keeps_every_score(db: TrainingDB, db_url: URL) -> None:
+    """W&B may log the loss and each objective of a step in separate calls: the step's row
+    ends up with all of them, whatever the order."""
+    db.insert_run("parts", None, {})
+    (row,) = objective_rows((5,))
+    for key in sorted(row, reverse=True):
+        if key != "_step":
+            db.log_history("parts", [{"_step": 5, key: row[key]}])
+    db.log_history("parts", [{"_step": 5, "objectives/QED/raw_mean": 0.75}])  # logged again
+    assert key_metrics(db_url, "parts") == [
+        (5, 1 / 6, 0.55, {"COMT_activity": 0.55, "SA_score": 2.5, "QED": 0.75}),
+    ]
+
+
+def test_the_score_metric_can_be_chosen_or_left_out(db_url: URL) -> None:
+    normalized = TrainingDB(db_url, key_metrics=KeyMetricMapping(score_metric="raw_std"))
+    normalized.insert_run("std", None, {})
+    normalized.log_history("std", objective_rows((0,)))
+    normalized.dispose()
+    assert key_metrics(db_url, "std") == [(0, 1.0, 0.1, {"COMT_activity": 0.1})]
+
+    unscored = TrainingDB(db_url, key_metrics=KeyMetricMapping(score_metric=None))
+    unscored.insert_run("none", None, {})
+    unscored.log_history("none", objective_rows((0,)))
+    unscored.dispose()
+    assert key_metrics(db_url, "none") == [(0, 1.0, None, None)]
+
+
+def test_score_keys_name_the_objectives() -> None:
+    mapping = KeyMetricMapping()
+    keys = [
+        "objectives/COMT_activity_maximize/raw_mean",
+        "objectives/SA_score_minimize/raw_mean",
+        "objectives/QED/raw_mean",
+        "objectives/QED/raw_std",  # not the score metric
+        "objectives/raw_mean",  # no alias
+        "objectives/_maximize/raw_mean",  # no name left
+        "objectivesX/a/raw_mean",
+        "train/loss",
+    ]
+    assert mapping.score_keys(keys) == {
+        "objectives/COMT_activity_maximize/raw_mean": "COMT_activity",
+        "objectives/QED/raw_mean": "QED",
+        "objectives/SA_score_minimize/raw_mean": "SA_score",
     }
 
 

@@ -58,35 +58,59 @@ MetricSeries = dict[str, dict[int, Any]]
 HistoryColumns = dict[str, list[Any]]
 
 
+# A W&B objective alias ends in the direction (``COMT_activity_maximize``); without it, it is
+# the objective's name.
+ALIAS_DIRECTION_SUFFIXES: Final = {"_maximize": "maximize", "_minimize": "minimize"}
+
+
+def split_objective_alias(alias: str) -> tuple[str, str | None]:
+    """``(objective name, direction)`` of a W&B objective alias; direction None without suffix."""
+    for suffix, direction in ALIAS_DIRECTION_SUFFIXES.items():
+        if alias.endswith(suffix):
+            return alias[: -len(suffix)], direction
+    return alias, None
+
+
 @dataclass(frozen=True)
 class KeyMetricMapping:
     """Which history keys fill the ``run_history_key_metrics`` columns (first present wins).
 
-    ``objective_prefix`` keys (``objectives/<alias>/<metric>``) whose ``<metric>`` is in
-    ``objective_metrics`` go into ``objective_scores_json`` as ``{"<alias>/<metric>": value}``.
-    By default that is each objective's ``raw_mean``, its score (the metric
-    ``query_runs_by_objectives`` compares by default): one score per objective per step, as
-    the design notes planned. The other metrics stay in the full history; pass
-    ``objective_metrics=None`` to copy every ``objectives/`` key into the table as well.
+    ``objective_scores_json`` holds one score per objective at each step: the value of
+    ``objectives/<alias>/<score_metric>`` under the objective's name (the alias without its
+    ``_maximize`` / ``_minimize`` suffix, as ``finish_run`` names objectives), e.g.
+    ``{"COMT_activity": 0.81, "SA_score": 3.2}``. The score is ``raw_mean`` unless
+    ``score_metric`` says otherwise (the metric ``query_runs_by_objectives`` compares by
+    default); ``score_metric=None`` leaves the column empty. Every metric of every objective
+    stays in the full history either way.
     """
 
     loss: tuple[str, ...] = ("train/loss", "loss")
     grad_norm: tuple[str, ...] = ("train/grad_norm", "grad_norm")
     learning_rate: tuple[str, ...] = ("train/learning_rate", "learning_rate", "lr")
     objective_prefix: str = "objectives/"
-    objective_metrics: tuple[str, ...] | None = ("raw_mean",)
+    score_metric: str | None = "raw_mean"
     timestamp: str = TIMESTAMP_KEY
 
     def source_keys(self) -> set[str]:
         return {*self.loss, *self.grad_norm, *self.learning_rate, self.timestamp}
 
-    def is_objective_score(self, name: str) -> bool:
-        """Whether history key ``name`` belongs in ``objective_scores_json``."""
-        if not name.startswith(self.objective_prefix):
-            return False
-        if self.objective_metrics is None:
-            return True
-        return name.rpartition("/")[2] in self.objective_metrics
+    def scored_objective(self, key: str) -> str | None:
+        """The name of the objective whose score history key ``key`` holds, else None."""
+        if self.score_metric is None or not key.startswith(self.objective_prefix):
+            return None
+        alias, slash, metric = key[len(self.objective_prefix) :].rpartition("/")
+        if not slash or metric != self.score_metric:
+            return None
+        return split_objective_alias(alias)[0] or None
+
+    def score_keys(self, keys: Iterable[str]) -> dict[str, str]:
+        """``{history key: objective name}`` for the score keys among ``keys``, in key order
+        (two aliases of one objective: the later key's value wins)."""
+        return {
+            key: objective
+            for key in sorted(keys)
+            if (objective := self.scored_objective(key)) is not None
+        }
 
 
 DEFAULT_KEY_METRICS: Final = KeyMetricMapping()
@@ -471,24 +495,16 @@ def _store_key_metrics(
     series: MetricSeries,
     mapping: KeyMetricMapping,
 ) -> None:
-    """Upsert the key-metric rows of ``steps`` from the merged series touched by this call."""
-    wanted = mapping.source_keys() | {name for name in series if mapping.is_objective_score(name)}
-    if not any(name in series for name in wanted):
+    """Write the key-metric rows of ``steps`` from the merged series touched by this call."""
+    touched = mapping.source_keys() | mapping.score_keys(series).keys()
+    relevant = {name: series[name] for name in touched if name in series}
+    if not relevant:
         return
-    relevant = {name: series[name] for name in wanted if name in series}
     # Keys not touched by this call may still fill a column at these steps: read them too.
-    untouched = [key for key in mapping.source_keys() if key not in relevant]
-    if untouched:
-        ids = metric_ids(session, untouched, create=False)
-        if ids:
-            loaded = _load_series(session, run_id, list(ids.values()))
-            names = {metric_id: name for name, metric_id in ids.items()}
-            relevant.update({names[metric_id]: pts for metric_id, pts in loaded.items()})
-    rows = [
-        row
-        for step in steps
-        if (row := _key_metrics_row(run_id, step, relevant, mapping)) is not None
-    ]
+    relevant |= _stored_series(
+        session, run_id, [key for key in mapping.source_keys() if key not in relevant]
+    )
+    rows = _key_metrics_rows(run_id, steps, relevant, mapping)
     if not rows:
         return
     # Steps the run has no row for yet (all of them, the first time) take a plain INSERT,
@@ -504,15 +520,44 @@ def _store_key_metrics(
     fresh = [row for row in rows if row["step"] not in existing]
     if fresh:
         session.execute(sa.insert(_KEY_METRICS_TABLE), fresh)
-    again = [row for row in rows if row["step"] in existing]
+    again = [row["step"] for row in rows if row["step"] in existing]
     if again:
+        # A step that has a row may hold the scores of objectives this call did not log.
+        relevant |= _stored_series(
+            session,
+            run_id,
+            [key for key in _stored_score_keys(session, run_id, mapping) if key not in relevant],
+        )
         portable.upsert_many(
             session,
             RunHistoryKeyMetrics.__table__,
-            again,
+            _key_metrics_rows(run_id, again, relevant, mapping),
             conflict_columns=("run_id", "step"),
             update_columns=_KEY_METRIC_COLUMNS,
         )
+
+
+def _stored_series(session: Session, run_id: str, keys: Sequence[str]) -> MetricSeries:
+    """The stored series of ``keys`` in this run (keys it never logged are left out)."""
+    ids = metric_ids(session, keys, create=False) if keys else {}
+    if not ids:
+        return {}
+    names = {metric_id: name for name, metric_id in ids.items()}
+    return {
+        names[metric_id]: points
+        for metric_id, points in _load_series(session, run_id, list(ids.values())).items()
+    }
+
+
+def _stored_score_keys(session: Session, run_id: str, mapping: KeyMetricMapping) -> list[str]:
+    """The objective-score history keys this run has logged."""
+    names = session.scalars(
+        sa.select(HistoryMetric.name)
+        .join(RunHistory, RunHistory.metric_id == HistoryMetric.id)
+        .where(RunHistory.run_id == run_id)
+        .where(HistoryMetric.name.startswith(mapping.objective_prefix, autoescape=True))
+    )
+    return list(mapping.score_keys(names))
 
 
 _HISTORY_TABLE: Final = cast(sa.Table, RunHistory.__table__)
@@ -534,29 +579,27 @@ def _first_number(series: MetricSeries, keys: Sequence[str], step: int) -> float
     return None
 
 
-def _key_metrics_row(
-    run_id: str, step: int, series: MetricSeries, mapping: KeyMetricMapping
-) -> dict[str, Any] | None:
-    scores = {
-        name[len(mapping.objective_prefix) :]: series[name][step]
-        for name in sorted(series)
-        if mapping.is_objective_score(name) and step in series[name]
-    }
-    row = {
-        "run_id": run_id,
-        "step": step,
-        "loss": _first_number(series, mapping.loss, step),
-        "grad_norm": _first_number(series, mapping.grad_norm, step),
-        "learning_rate": _first_number(series, mapping.learning_rate, step),
-        "objective_scores_json": scores or None,
-        "timestamp": _timestamp(series.get(mapping.timestamp, {}).get(step)),
-    }
-    if all(
-        row[name] is None
-        for name in ("loss", "grad_norm", "learning_rate", "objective_scores_json")
-    ):
-        return None
-    return row
+def _key_metrics_rows(
+    run_id: str, steps: Iterable[int], series: MetricSeries, mapping: KeyMetricMapping
+) -> list[dict[str, Any]]:
+    """The key-metric rows of ``steps``; a step with no key metric gets no row."""
+    scored = [(series[key], objective) for key, objective in mapping.score_keys(series).items()]
+    stamps = series.get(mapping.timestamp, {})
+    rows = []
+    for step in steps:
+        scores = {objective: points[step] for points, objective in scored if step in points}
+        row = {
+            "run_id": run_id,
+            "step": step,
+            "loss": _first_number(series, mapping.loss, step),
+            "grad_norm": _first_number(series, mapping.grad_norm, step),
+            "learning_rate": _first_number(series, mapping.learning_rate, step),
+            "objective_scores_json": scores or None,
+            "timestamp": _timestamp(stamps.get(step)),
+        }
+        if scores or any(row[name] is not None for name in ("loss", "grad_norm", "learning_rate")):
+            rows.append(row)
+    return rows
 
 
 def _timestamp(value: Any) -> dt.datetime | None:

@@ -38,7 +38,6 @@ DEFAULT_METRIC: Final = "raw_mean"
 OBJECTIVE_NAME_MAX_LENGTH: Final = 255
 # W&B summary keys ``objectives/<alias>/<metric_type>``; an alias ends in its direction.
 SUMMARY_OBJECTIVES_PREFIX: Final = "objectives/"
-ALIAS_DIRECTION_SUFFIXES: Final = {"_maximize": "maximize", "_minimize": "minimize"}
 
 ObjectiveDict = dict[str, Any]
 
@@ -470,11 +469,7 @@ def objectives_from_summary(summary: Mapping[str, Any] | None) -> list[SummaryOb
         alias, metric = parts[1], parts[2]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        name, direction = alias, None
-        for suffix, suffix_direction in ALIAS_DIRECTION_SUFFIXES.items():
-            if alias.endswith(suffix):
-                name, direction = alias[: -len(suffix)], suffix_direction
-                break
+        name, direction = history_store.split_objective_alias(alias)
         try:
             validate_objective_name(name)
             runs._check_text("objective_alias", alias)

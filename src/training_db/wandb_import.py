@@ -152,10 +152,7 @@ def _number(value: Any) -> float | None:
 
 
 def _direction_from_alias(alias: str | None) -> str | None:
-    for suffix, direction in objectives.ALIAS_DIRECTION_SUFFIXES.items():
-        if alias is not None and alias.endswith(suffix):
-            return direction
-    return None
+    return None if alias is None else history_store.split_objective_alias(alias)[1]
 
 
 def config_run_id(config: Mapping[str, Any]) -> str | None:
