@@ -302,7 +302,11 @@ def _values_of(
     """The non-NULL values of one metric of one objective, with their runs' gradient method."""
     value = _metric_column(metric_type)
     statement = (
-        sa.select(value.label("value"), TrainingRun.gradient_method.label("gradient_method"))
+        sa.select(
+            value.label("value"),
+            TrainingRun.gradient_method.label("gradient_method"),
+            RunObjective.direction.label("direction"),
+        )
         .join(TrainingRun, TrainingRun.run_id == RunObjective.run_id)
         .where(RunObjective.objective_name == objective_name, value.is_not(None))
     )
@@ -380,22 +384,6 @@ def _population_std(average: float, variance: float) -> float:
     return math.sqrt(max(variance, 0.0))
 
 
-def objective_direction(session: Session, objective_name: str) -> str:
-    """The direction of an objective name, decided from all of its rows.
-
-    ``minimize`` when some row says minimize and none says maximize; otherwise (maximize,
-    unknown, or rows that disagree) ``maximize``.
-    """
-    counts = session.execute(
-        sa.select(
-            sa.func.count(sa.case((RunObjective.direction == "minimize", 1))),
-            sa.func.count(sa.case((RunObjective.direction == "maximize", 1))),
-        ).where(RunObjective.objective_name == objective_name)
-    ).one()
-    minimizing, maximizing = int(counts[0]), int(counts[1])
-    return "minimize" if minimizing and not maximizing else "maximize"
-
-
 def compare_gradient_methods(
     session: Session,
     objective_name: str,
@@ -405,38 +393,54 @@ def compare_gradient_methods(
     """Per gradient method: how many runs have a value, their mean and their best value.
 
     ``best`` is the maximum for a maximized objective (or one of unknown direction) and the
-    minimum for a minimized one (see `objective_direction`). Best method first: by
-    ``avg`` in the objective's direction, then by ``best``, ties by gradient method (NULL
-    last). ``status=None`` compares runs of every status.
+    minimum for a minimized one. The direction is decided from the rows compared:
+    ``minimize`` when some say minimize and none says maximize, else ``maximize`` (rows
+    without a direction do not vote). Best method first: by ``avg`` in the objective's
+    direction, then by ``best``, ties by gradient method (NULL last). ``status=None``
+    compares runs of every status. One pass over the rows, in SQL on both backends; the
+    handful of groups is ordered here, once the direction is known.
     """
     validate_objective_name(objective_name)
     validate_metric_type(metric_type)
     status = _optional_status(status)
 
-    minimize = objective_direction(session, objective_name) == "minimize"
     values, value = _values_of(objective_name, metric_type, status, None)
     method = values.c.gradient_method
-    average = sa.func.avg(value)
-    best = sa.func.min(value) if minimize else sa.func.max(value)
-    rows = session.execute(
-        sa.select(method, sa.func.count(value), average, best)
+    groups = session.execute(
+        sa.select(
+            method,
+            sa.func.count(value),
+            sa.func.avg(value),
+            sa.func.min(value),
+            sa.func.max(value),
+            sa.func.count(sa.case((values.c.direction == "minimize", 1))),
+            sa.func.count(sa.case((values.c.direction == "maximize", 1))),
+        )
         .select_from(values)
         .group_by(method)
-        .order_by(
-            average.asc() if minimize else average.desc(),
-            best.asc() if minimize else best.desc(),
-            method.asc().nulls_last(),
-        )
-    )
-    return [
+    ).all()
+    minimizing = sum(group[5] for group in groups)
+    maximizing = sum(group[6] for group in groups)
+    minimize = bool(minimizing) and not maximizing
+    sign = 1.0 if minimize else -1.0  # ascending sort keys: the best first
+    found = [
         {
             "gradient_method": gradient_method,
             "num_runs": int(num_runs),
-            "avg": None if mean is None else float(mean),
-            "best": None if best_value is None else float(best_value),
+            "avg": float(mean),
+            "best": float(lowest if minimize else highest),
         }
-        for gradient_method, num_runs, mean, best_value in rows
+        for gradient_method, num_runs, mean, lowest, highest, _, _ in groups
     ]
+    return sorted(
+        found,
+        key=lambda group: (
+            sign * group["avg"],
+            sign * group["best"],
+            group["gradient_method"] is None,
+            group["gradient_method"] or "",
+        ),
+    )
 
 
 # --- completion -------------------------------------------------------------------------------
