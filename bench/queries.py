@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import statistics
 import time
 from collections import defaultdict
@@ -511,5 +512,12 @@ def _plans(ctx: Context, db: TrainingDB, raw: Any) -> None:
         ctx.plans[f"{scenario} raw-sql"] = explain(raw, raw_sql(scenario, ctx.name), values)
 
 
-def index_used(plan: str, index: str = "ix_run_objectives_objective_name_raw_mean") -> bool:
-    return index in plan
+_INDEX_IN_PLAN: Final = re.compile(
+    r"(?:USING (?:COVERING )?INDEX|Index (?:Only )?Scan (?:Backward )?using|Bitmap Index Scan on)"
+    r" (\w+)"
+)
+
+
+def indexes_used(plan: str) -> list[str]:
+    """The indexes a SQLite or PostgreSQL plan reads, in order of first use."""
+    return list(dict.fromkeys(_INDEX_IN_PLAN.findall(plan)))

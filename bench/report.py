@@ -24,7 +24,7 @@ from rich.table import Table
 
 from bench.context import Context, StorageFigure, console
 from bench.measure import MLFLOW, RAW, Result, cost_ratio
-from bench.queries import index_used
+from bench.queries import indexes_used
 
 SEED_ESTIMATE_BYTES: Final = 300_000  # 100 steps x 149 keys x ~20 bytes (seed plan 004)
 ANALYSIS_START: Final = "<!-- analysis:start -->"
@@ -512,10 +512,11 @@ def markdown(
         for name, plan in context.plans.items():
             note = ""
             if name.startswith(("e1 ours", "e2 ours")):
-                used = index_used(plan)
+                used = indexes_used(plan)
                 note = (
-                    f" — `ix_run_objectives_objective_name_raw_mean` "
-                    f"{'is used' if used else 'is NOT used'}"
+                    f" — indexes used: {', '.join(f'`{index}`' for index in used)}"
+                    if used
+                    else " — NO index used"
                 )
             lines += [f"### {context.name}: {name}{note}", "", "```", plan, "```", ""]
     notes = [note for context in contexts for note in context.notes]
