@@ -677,6 +677,24 @@ def test_compare_direction_rules(db: TrainingDB) -> None:
     ]
 
 
+def test_compare_direction_is_voted_by_the_rows_compared(db: TrainingDB) -> None:
+    """A running run's minimize row does not flip the completed runs' comparison."""
+    add_run(db, "a", method="mgda", loss=0.1)
+    add_run(db, "b", method="pcgrad", loss=0.9)
+    add_run(db, "c", method="imtlg", status="running", directions={"loss": "minimize"}, loss=0.5)
+    completed = db.compare_gradient_methods("loss")
+    assert [(row["gradient_method"], row["best"]) for row in completed] == [
+        ("pcgrad", 0.9),
+        ("mgda", 0.1),
+    ]
+    every_status = db.compare_gradient_methods("loss", status=None)
+    assert [(row["gradient_method"], row["best"]) for row in every_status] == [
+        ("mgda", 0.1),
+        ("imtlg", 0.5),
+        ("pcgrad", 0.9),
+    ]
+
+
 def test_compare_ties_are_ordered_by_gradient_method(db: TrainingDB) -> None:
     add_run(db, "a", method="pcgrad", QED=0.5)
     add_run(db, "b", method="mgda", QED=0.5)
