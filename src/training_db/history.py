@@ -501,9 +501,8 @@ def _store_key_metrics(
     if not relevant:
         return
     # Keys not touched by this call may still fill a column at these steps: read them too.
-    relevant |= _stored_series(
-        session, run_id, [key for key in mapping.source_keys() if key not in relevant]
-    )
+    untouched = [key for key in mapping.source_keys() if key not in relevant]
+    relevant |= _stored_series(session, run_id, metric_ids(session, untouched, create=False))
     rows = _key_metrics_rows(run_id, steps, relevant, mapping)
     if not rows:
         return
@@ -523,10 +522,9 @@ def _store_key_metrics(
     again = [row["step"] for row in rows if row["step"] in existing]
     if again:
         # A step that has a row may hold the scores of objectives this call did not log.
+        scores = _stored_score_ids(session, run_id, mapping)
         relevant |= _stored_series(
-            session,
-            run_id,
-            [key for key in _stored_score_keys(session, run_id, mapping) if key not in relevant],
+            session, run_id, {key: id_ for key, id_ in scores.items() if key not in relevant}
         )
         portable.upsert_many(
             session,
@@ -537,9 +535,8 @@ def _store_key_metrics(
         )
 
 
-def _stored_series(session: Session, run_id: str, keys: Sequence[str]) -> MetricSeries:
-    """The stored series of ``keys`` in this run (keys it never logged are left out)."""
-    ids = metric_ids(session, keys, create=False) if keys else {}
+def _stored_series(session: Session, run_id: str, ids: Mapping[str, int]) -> MetricSeries:
+    """This run's stored series of the metrics ``{name: id}`` (unlogged ones left out)."""
     if not ids:
         return {}
     names = {metric_id: name for name, metric_id in ids.items()}
@@ -549,15 +546,17 @@ def _stored_series(session: Session, run_id: str, keys: Sequence[str]) -> Metric
     }
 
 
-def _stored_score_keys(session: Session, run_id: str, mapping: KeyMetricMapping) -> list[str]:
-    """The objective-score history keys this run has logged."""
-    names = session.scalars(
-        sa.select(HistoryMetric.name)
-        .join(RunHistory, RunHistory.metric_id == HistoryMetric.id)
-        .where(RunHistory.run_id == run_id)
-        .where(HistoryMetric.name.startswith(mapping.objective_prefix, autoescape=True))
+def _stored_score_ids(session: Session, run_id: str, mapping: KeyMetricMapping) -> dict[str, int]:
+    """``{name: metric id}`` of the objective-score history keys this run has logged."""
+    found: dict[str, int] = dict(
+        session.execute(
+            sa.select(HistoryMetric.name, HistoryMetric.id)
+            .join(RunHistory, RunHistory.metric_id == HistoryMetric.id)
+            .where(RunHistory.run_id == run_id)
+            .where(HistoryMetric.name.startswith(mapping.objective_prefix, autoescape=True))
+        ).all()
     )
-    return list(mapping.score_keys(names))
+    return {name: found[name] for name in mapping.score_keys(found)}
 
 
 _HISTORY_TABLE: Final = cast(sa.Table, RunHistory.__table__)
