@@ -21,6 +21,7 @@ import statistics
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
 
+from training_db.errors import InvalidArgumentError
 from training_db.history import STEP_KEY
 
 Direction = Literal["maximize", "minimize"]
@@ -52,12 +53,14 @@ def series_points(
     ``_step``'s, or a step of a kept row is not a whole number.
     """
     if STEP_KEY not in columns:
-        raise ValueError(f"columns has no {STEP_KEY!r} column; keys are {sorted(columns)}")
+        raise InvalidArgumentError(
+            f"columns has no {STEP_KEY!r} column; keys are {sorted(columns)}"
+        )
     if key not in columns:
         return [], []
     step_column, value_column = columns[STEP_KEY], columns[key]
     if len(value_column) != len(step_column):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"column {key!r} has {len(value_column)} values but {STEP_KEY!r} has "
             f"{len(step_column)}; a columns dict must be aligned on {STEP_KEY!r}"
         )
@@ -84,20 +87,22 @@ def _as_step(value: Any) -> int:
         return int(value)
     if isinstance(value, numbers.Real) and float(value).is_integer():
         return int(float(value))
-    raise ValueError(f"a {STEP_KEY} must be a whole number, got {value!r}")
+    raise InvalidArgumentError(f"a {STEP_KEY} must be a whole number, got {value!r}")
 
 
 def _check_series(steps: Sequence[int], values: Sequence[float], *, finite: bool) -> None:
     """Reject input the detectors cannot answer for, naming the offending step."""
     if len(steps) != len(values):
-        raise ValueError(f"steps has {len(steps)} items but values has {len(values)}")
+        raise InvalidArgumentError(f"steps has {len(steps)} items but values has {len(values)}")
     for before, after in itertools.pairwise(steps):
         if after <= before:
-            raise ValueError(f"steps must be strictly increasing, got {before} then {after}")
+            raise InvalidArgumentError(
+                f"steps must be strictly increasing, got {before} then {after}"
+            )
     if finite:
         for step, value in zip(steps, values, strict=True):
             if not math.isfinite(value):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"value at step {step} is {value!r}; drop non-finite values first "
                     "(series_points does by default)"
                 )
@@ -105,12 +110,12 @@ def _check_series(steps: Sequence[int], values: Sequence[float], *, finite: bool
 
 def _check_window(window: int) -> None:
     if window < 1:
-        raise ValueError(f"window must be at least 1, got {window}")
+        raise InvalidArgumentError(f"window must be at least 1, got {window}")
 
 
 def _check_direction(direction: str | None, name: str = "direction") -> None:
     if direction is not None and direction not in DIRECTIONS:
-        raise ValueError(f"{name} must be one of {DIRECTIONS}, got {direction!r}")
+        raise InvalidArgumentError(f"{name} must be one of {DIRECTIONS}, got {direction!r}")
 
 
 def _window_means(values: Sequence[float], window: int) -> list[float]:
@@ -171,7 +176,7 @@ def detect_plateau(
     _check_series(steps, values, finite=True)
     needed = 2 * window if min_points is None else min_points
     if needed < window:
-        raise ValueError(f"min_points must be at least window ({window}), got {needed}")
+        raise InvalidArgumentError(f"min_points must be at least window ({window}), got {needed}")
     if len(values) < max(needed, 2 * window):
         return None
     tolerance = min_relative_change * _value_range(values)
@@ -298,7 +303,7 @@ def detect_divergence(
     _check_series(steps_b, values_b, finite=True)
     needed = window if min_steps is None else min_steps
     if needed < 1:
-        raise ValueError(f"min_steps must be at least 1, got {needed}")
+        raise InvalidArgumentError(f"min_steps must be at least 1, got {needed}")
     shared, aligned_a, aligned_b = _align(steps_a, values_a, steps_b, values_b)
     trends_a = _trend_signs(aligned_a, window, min_relative_change, direction_a)
     trends_b = _trend_signs(aligned_b, window, min_relative_change, direction_b)

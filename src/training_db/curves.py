@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from training_db import analysis, plots
 from training_db import history as history_store
+from training_db.errors import InvalidArgumentError
 from training_db.filters import filterable_columns
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def plot_runs(
 ) -> Path:
     """One PNG with ``metric`` of each run against step, the legend by run name."""
     if not run_ids:
-        raise ValueError("plot_runs needs at least one run id")
+        raise InvalidArgumentError("plot_runs needs at least one run id")
     names = {}
     for run_id in run_ids:
         run = db.get_run(run_id)
@@ -113,7 +114,7 @@ def plot_runs(
         names[run_id] = run["run_name"] or run_id
     curves = metric_curves(db, metric, run_ids)
     if not curves:
-        raise ValueError(f"none of the runs logged {metric!r}")
+        raise InvalidArgumentError(f"none of the runs logged {metric!r}")
     return plots.plot_curves(
         {names[run_id]: curves[run_id] for run_id in run_ids if run_id in curves},
         metric,
@@ -137,7 +138,7 @@ def plot_groups(
     ``group_by`` is a ``training_runs`` column (e.g. ``gradient_method``, ``batch_size``).
     """
     if group_by not in filterable_columns():
-        raise ValueError(f"group_by must be a training_runs column, got {group_by!r}")
+        raise InvalidArgumentError(f"group_by must be a training_runs column, got {group_by!r}")
     runs = db.query_runs(filters, limit=limit)
     curves = metric_curves(db, metric, [run["run_id"] for run in runs])
     groups: dict[str, list[Curve]] = {}
@@ -145,5 +146,5 @@ def plot_groups(
         if run["run_id"] in curves:
             groups.setdefault(str(run[group_by]), []).append(curves[run["run_id"]])
     if not groups:
-        raise ValueError(f"no selected run logged {metric!r}")
+        raise InvalidArgumentError(f"no selected run logged {metric!r}")
     return plots.plot_band(dict(sorted(groups.items())), metric, output, **style)

@@ -1,7 +1,9 @@
 """The exception hierarchy, and the one place where driver errors are translated.
 
-Bad arguments raise ``ValueError`` (or a subclass below) with a message naming the bad value
-and the valid ones. Everything raised on purpose derives from `TrainingDBError`.
+Everything the package raises derives from `TrainingDBError`. Bad arguments raise
+`InvalidArgumentError` (also a ``ValueError``, so ``except ValueError`` keeps working) with
+a message naming the argument, the bad value and the valid ones. `DatabaseUnavailableError`
+means the database could not be reached or failed; it never stands for bad input.
 """
 
 from __future__ import annotations
@@ -15,6 +17,17 @@ from sqlalchemy import exc as sa_exc
 
 class TrainingDBError(Exception):
     """Base class of every error this package raises on purpose."""
+
+
+class InvalidArgumentError(TrainingDBError, ValueError):
+    """An argument is wrong (type, range, unknown name); nothing was written.
+
+    The message names the argument and, where there is a list, the valid choices.
+    """
+
+
+class CorruptDataError(TrainingDBError, ValueError):
+    """Stored data cannot be decoded (a damaged history row, say)."""
 
 
 class RunNotFoundError(TrainingDBError, LookupError):

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.orm import InstrumentedAttribute
 
 from training_db import portable
+from training_db.errors import InvalidArgumentError
 from training_db.models import RunTag, TrainingRun
 from training_db.types import as_utc
 
@@ -52,19 +53,21 @@ _COLUMNS: Final = filterable_columns()
 def validate_limit(limit: Any) -> int:
     """``limit`` as an int in 1..MAX_LIMIT, or ValueError."""
     if isinstance(limit, bool) or not isinstance(limit, int):
-        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        raise InvalidArgumentError(f"limit must be a positive integer, got {limit!r}")
     if not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+        raise InvalidArgumentError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     return limit
 
 
 def order_by_clauses(order_by: str) -> list[ColumnElement[Any]]:
     """``'duration_seconds DESC'`` → ORDER BY clauses, NULLs last, ties broken by run_id."""
     if not isinstance(order_by, str):
-        raise ValueError(f"order_by must be a string like 'created_at DESC', got {order_by!r}")
+        raise InvalidArgumentError(
+            f"order_by must be a string like 'created_at DESC', got {order_by!r}"
+        )
     match = _ORDER_BY.match(order_by)
     if match is None or match.group(1) not in _COLUMNS:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"order_by must be a column name with optional ASC or DESC, got {order_by!r}; "
             f"columns: {', '.join(sorted(_COLUMNS))}"
         )
@@ -87,11 +90,11 @@ def run_filter_clauses(
     if filters is None:
         return []
     if not isinstance(filters, Mapping):
-        raise ValueError(f"filters must be a dict, got {type(filters).__name__}")
+        raise InvalidArgumentError(f"filters must be a dict, got {type(filters).__name__}")
     clauses: list[ColumnElement[bool]] = []
     for key, value in filters.items():
         if not isinstance(key, str):
-            raise ValueError(f"filter keys must be strings, got {key!r}")
+            raise InvalidArgumentError(f"filter keys must be strings, got {key!r}")
         clauses.append(_filter_clause(key, value, dialect))
     return clauses
 
@@ -131,7 +134,7 @@ def _filter_clause(key: str, value: Any, dialect: str) -> ColumnElement[bool]:
         return sa.exists().where(
             RunTag.run_id == TrainingRun.run_id, RunTag.key == tag_key, matches
         )
-    raise ValueError(
+    raise InvalidArgumentError(
         f"unknown filter {key!r}; filters are the training_runs columns "
         f"({', '.join(sorted(_COLUMNS))}), {', '.join(NAMED_FILTERS)}, "
         "and keys starting with 'config.', 'summary.' or 'tag.'"
@@ -148,11 +151,13 @@ def _operator_items(key: str, value: Any) -> list[tuple[str, Any]]:
     if not isinstance(value, Mapping):
         return [("eq", value)]
     if not value:
-        raise ValueError(f"filter {key!r}: an operator dict needs at least one of {OPERATORS}")
+        raise InvalidArgumentError(
+            f"filter {key!r}: an operator dict needs at least one of {OPERATORS}"
+        )
     items = []
     for operator, operand in value.items():
         if operator not in OPERATORS:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"filter {key!r}: unknown operator {operator!r}; valid: {', '.join(OPERATORS)}"
             )
         items.append((operator, operand))
@@ -195,14 +200,14 @@ def _null_comparison(key: str, operator: str, column: Any) -> ColumnElement[bool
         return column.is_(None)  # type: ignore[no-any-return]
     if operator == "ne":
         return column.is_not(None)  # type: ignore[no-any-return]
-    raise ValueError(f"filter {key!r}: None can only be compared with 'eq' or 'ne'")
+    raise InvalidArgumentError(f"filter {key!r}: None can only be compared with 'eq' or 'ne'")
 
 
 def _in_values(key: str, operand: Any) -> list[Any]:
     if isinstance(operand, str) or not isinstance(operand, (list, tuple, set, frozenset)):
-        raise ValueError(f"filter {key!r}: 'in' takes a list of values, got {operand!r}")
+        raise InvalidArgumentError(f"filter {key!r}: 'in' takes a list of values, got {operand!r}")
     if not operand:
-        raise ValueError(f"filter {key!r}: 'in' needs at least one value")
+        raise InvalidArgumentError(f"filter {key!r}: 'in' needs at least one value")
     return list(operand)
 
 
@@ -224,12 +229,12 @@ def _to_str(key: str, value: Any) -> str:
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    raise ValueError(f"filter {key!r}: expected text, got {value!r}")
+    raise InvalidArgumentError(f"filter {key!r}: expected text, got {value!r}")
 
 
 def _to_int(key: str, value: Any) -> int:
     if isinstance(value, bool):
-        raise ValueError(f"filter {key!r}: expected an integer, got {value!r}")
+        raise InvalidArgumentError(f"filter {key!r}: expected an integer, got {value!r}")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -245,18 +250,18 @@ def _to_int(key: str, value: Any) -> int:
                 number = math.nan
             if math.isfinite(number) and number.is_integer():
                 return int(number)
-    raise ValueError(f"filter {key!r}: expected an integer, got {value!r}")
+    raise InvalidArgumentError(f"filter {key!r}: expected an integer, got {value!r}")
 
 
 def _to_float(key: str, value: Any) -> float:
     if isinstance(value, bool):
-        raise ValueError(f"filter {key!r}: expected a number, got {value!r}")
+        raise InvalidArgumentError(f"filter {key!r}: expected a number, got {value!r}")
     try:
         number = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
-        raise ValueError(f"filter {key!r}: expected a number, got {value!r}") from None
+        raise InvalidArgumentError(f"filter {key!r}: expected a number, got {value!r}") from None
     if math.isnan(number):
-        raise ValueError(f"filter {key!r}: NaN matches nothing; compare with a number")
+        raise InvalidArgumentError(f"filter {key!r}: NaN matches nothing; compare with a number")
     return number
 
 
@@ -271,7 +276,7 @@ def _to_bool(key: str, value: Any) -> bool:
             return True
         if text in _FALSE_TEXT:
             return False
-    raise ValueError(f"filter {key!r}: expected true or false, got {value!r}")
+    raise InvalidArgumentError(f"filter {key!r}: expected true or false, got {value!r}")
 
 
 def _to_datetime(key: str, value: Any) -> dt.datetime:
@@ -282,7 +287,7 @@ def _to_datetime(key: str, value: Any) -> dt.datetime:
             return parse_timestamp(value)
         except ValueError:
             pass
-    raise ValueError(f"filter {key!r}: expected an ISO 8601 timestamp, got {value!r}")
+    raise InvalidArgumentError(f"filter {key!r}: expected an ISO 8601 timestamp, got {value!r}")
 
 
 def parse_timestamp(text: str) -> dt.datetime:
@@ -300,9 +305,9 @@ def _json_filter(
     key: str, value: Any, dialect: str, column: Any, keys: list[str]
 ) -> ColumnElement[bool]:
     if any(part == "" for part in keys):
-        raise ValueError(f"filter {key!r}: empty path segment")
+        raise InvalidArgumentError(f"filter {key!r}: empty path segment")
     if any('"' in part for part in keys):
-        raise ValueError(f"filter {key!r}: JSON keys must not contain a double quote")
+        raise InvalidArgumentError(f"filter {key!r}: JSON keys must not contain a double quote")
     clauses: list[ColumnElement[bool]] = []
     for operator, operand in _operator_items(key, value):
         if operator == "in":
@@ -326,10 +331,12 @@ def _json_comparison(
             return null
         if operator == "ne":
             return sa.not_(null)
-        raise ValueError(f"filter {key!r}: None can only be compared with 'eq' or 'ne'")
+        raise InvalidArgumentError(f"filter {key!r}: None can only be compared with 'eq' or 'ne'")
     if isinstance(operand, bool):
         if operator not in ("eq", "ne"):
-            raise ValueError(f"filter {key!r}: booleans can only be compared with 'eq' or 'ne'")
+            raise InvalidArgumentError(
+                f"filter {key!r}: booleans can only be compared with 'eq' or 'ne'"
+            )
         extracted = portable.json_boolean_text(dialect, column, keys)
         return _compare(operator, extracted, "true" if operand else "false")
     number = _as_number(operand)
@@ -337,7 +344,7 @@ def _json_comparison(
         return _compare(operator, portable.json_number(dialect, column, keys), number)
     if isinstance(operand, str):
         return _compare(operator, portable.json_string(dialect, column, keys), operand)
-    raise ValueError(
+    raise InvalidArgumentError(
         f"filter {key!r}: compare with a number, a string, a boolean or None, got {operand!r}"
     )
 
@@ -356,5 +363,5 @@ def _as_number(operand: Any) -> float | None:
     else:
         return None
     if math.isnan(number):
-        raise ValueError("NaN matches nothing; compare with a number")
+        raise InvalidArgumentError("NaN matches nothing; compare with a number")
     return number

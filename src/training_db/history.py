@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from training_db import jsoncodec, portable, runs
+from training_db.errors import CorruptDataError, InvalidArgumentError
 from training_db.models import HistoryMetric, RunHistory, RunHistoryKeyMetrics
 from training_db.runs import optional_number, require_run, validate_run_id
 
@@ -125,16 +126,16 @@ def _is_missing(value: Any) -> bool:
 
 def _step_number(value: Any, where: str) -> int:
     if isinstance(value, bool):
-        raise ValueError(f"{where}: a step must be a whole number, got {value!r}")
+        raise InvalidArgumentError(f"{where}: a step must be a whole number, got {value!r}")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if type(value).__module__ == "numpy":
         value = jsoncodec.to_jsonable(value)
         return _step_number(value, where)
     if not isinstance(value, int):
-        raise ValueError(f"{where}: a step must be a whole number, got {value!r}")
+        raise InvalidArgumentError(f"{where}: a step must be a whole number, got {value!r}")
     if not _INT64_MIN <= value <= _INT64_MAX:
-        raise ValueError(f"{where}: step {value} does not fit in 64 bits")
+        raise InvalidArgumentError(f"{where}: step {value} does not fit in 64 bits")
     return value
 
 
@@ -154,7 +155,7 @@ def normalize_history(history: Any) -> MetricSeries:
         return _from_rows([history])
     if isinstance(history, (list, tuple)):
         return _from_rows(history)
-    raise ValueError(
+    raise InvalidArgumentError(
         "history must be a dict of column -> list, a list of row dicts, a single row dict or "
         f"a pandas DataFrame; got {type(history).__name__}"
     )
@@ -167,9 +168,9 @@ def _looks_like_dataframe(value: Any) -> bool:
 def _from_columns(columns: Mapping[Any, Any]) -> MetricSeries:
     lengths = {len(values) for values in columns.values() if isinstance(values, (list, tuple))}
     if any(not isinstance(values, (list, tuple)) for values in columns.values()):
-        raise ValueError("history columns must all be lists")
+        raise InvalidArgumentError("history columns must all be lists")
     if len(lengths) > 1:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"history columns must have the same length, got lengths {sorted(lengths)}"
         )
     length = lengths.pop() if lengths else 0
@@ -207,7 +208,9 @@ def _from_rows(rows: Iterable[Any]) -> MetricSeries:
     series: MetricSeries = {}
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):
-            raise ValueError(f"history row {index} must be a dict, got {type(row).__name__}")
+            raise InvalidArgumentError(
+                f"history row {index} must be a dict, got {type(row).__name__}"
+            )
         raw_step = row.get(STEP_KEY, index)
         step = _step_number(raw_step, f"history row {index} {STEP_KEY}")
         for name, value in row.items():
@@ -222,9 +225,9 @@ def _from_rows(rows: Iterable[Any]) -> MetricSeries:
 
 def _metric_name(name: Any) -> str:
     if not isinstance(name, str) or not name:
-        raise ValueError(f"history keys must be non-empty strings, got {name!r}")
+        raise InvalidArgumentError(f"history keys must be non-empty strings, got {name!r}")
     if "\x00" in name:
-        raise ValueError(f"history key {name!r} contains a NUL character")
+        raise InvalidArgumentError(f"history key {name!r} contains a NUL character")
     jsoncodec.check_unicode(name)
     return name
 
@@ -275,12 +278,12 @@ def decode_steps(data: bytes) -> list[int]:
         return [first + stride * index for index in range(count)]
     if tag == _BITMAP_TAG:
         if len(body) < 8:
-            raise ValueError("corrupt history steps: a bitmap without its first step")
+            raise CorruptDataError("corrupt history steps: a bitmap without its first step")
         (first,) = struct.unpack_from("<q", body)
         flags = b"".join(_BYTE_FLAGS[byte] for byte in body[8:])
         return list(itertools.compress(itertools.count(first), flags))
     if tag != _DELTAS_TAG:
-        raise ValueError(f"corrupt history steps: unknown encoding {tag!r}")
+        raise CorruptDataError(f"corrupt history steps: unknown encoding {tag!r}")
     return list(accumulate(_unpack("q", zlib.decompress(body))))
 
 
@@ -318,12 +321,12 @@ def unpack_planes(data: bytes) -> bytes:
     mask = data[0] if data else 0
     deflated = [byte for byte in range(8) if mask >> byte & 1]
     if not deflated:
-        raise ValueError("corrupt history values: no packed byte planes")
+        raise CorruptDataError("corrupt history values: no packed byte planes")
     decompressor = zlib.decompressobj(-15)
     try:
         high = decompressor.decompress(data[1:])
     except zlib.error as exc:
-        raise ValueError(f"corrupt history values: {exc}") from None
+        raise CorruptDataError(f"corrupt history values: {exc}") from None
     low = decompressor.unused_data
     count = len(high) // len(deflated)
     if (
@@ -332,7 +335,7 @@ def unpack_planes(data: bytes) -> bytes:
         or len(high) != len(deflated) * count
         or len(low) != (8 - len(deflated)) * count
     ):
-        raise ValueError("corrupt history values: byte planes missing or of unequal length")
+        raise CorruptDataError("corrupt history values: byte planes missing or of unequal length")
     order = deflated + [byte for byte in range(8) if not mask >> byte & 1]
     planes = high + low
     numbers = bytearray(8 * count)
@@ -399,12 +402,12 @@ def decode_series(
     else:
         number_kind = kind.removesuffix(_PACKED_SUFFIX)
         if number_kind not in _TYPECODES or value_data is None:
-            raise ValueError(f"corrupt history row: kind {kind!r} without values")
+            raise CorruptDataError(f"corrupt history row: kind {kind!r} without values")
         if kind.endswith(_PACKED_SUFFIX):
             value_data = unpack_planes(value_data)
         values = _unpack(_TYPECODES[number_kind], value_data)
     if len(values) != len(steps):
-        raise ValueError(f"corrupt history row: {len(steps)} steps but {len(values)} values")
+        raise CorruptDataError(f"corrupt history row: {len(steps)} steps but {len(values)} values")
     return dict(zip(steps, values, strict=True))
 
 

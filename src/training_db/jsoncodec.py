@@ -32,6 +32,8 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
+from training_db.errors import InvalidArgumentError
+
 _FLOAT_TAG = "$float"
 _NUL_STRING_TAG = "$str0"
 _LITERAL_TAG = "$literal"
@@ -39,7 +41,7 @@ _RESERVED_KEYS = frozenset({_FLOAT_TAG, _NUL_STRING_TAG, _LITERAL_TAG})
 _LARGE_FLOAT = 1e16
 
 
-class NotJSONSerializableError(TypeError, ValueError):
+class NotJSONSerializableError(InvalidArgumentError, TypeError):
     """A value in a document has no JSON form; the message names its key path."""
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, aliased
 
 from training_db import filters, portable, runs
 from training_db import history as history_store
-from training_db.errors import ObjectiveAlreadyExistsError
+from training_db.errors import InvalidArgumentError, ObjectiveAlreadyExistsError
 from training_db.models import (
     OBJECTIVE_DIRECTIONS,
     TERMINAL_STATUSES,
@@ -48,11 +48,13 @@ ObjectiveDict = dict[str, Any]
 def validate_objective_name(objective_name: Any) -> str:
     """An objective name is a non-empty string of at most 255 characters."""
     if not isinstance(objective_name, str):
-        raise ValueError(f"objective_name must be a string, got {type(objective_name).__name__}")
+        raise InvalidArgumentError(
+            f"objective_name must be a string, got {type(objective_name).__name__}"
+        )
     if not objective_name.strip():
-        raise ValueError("objective_name must not be empty")
+        raise InvalidArgumentError("objective_name must not be empty")
     if len(objective_name) > OBJECTIVE_NAME_MAX_LENGTH:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"objective_name must be at most {OBJECTIVE_NAME_MAX_LENGTH} characters, "
             f"got {len(objective_name)}"
         )
@@ -61,13 +63,15 @@ def validate_objective_name(objective_name: Any) -> str:
 
 def validate_metric_type(metric_type: Any) -> str:
     if metric_type not in METRIC_TYPES:
-        raise ValueError(f"unknown metric type {metric_type!r}; valid: {', '.join(METRIC_TYPES)}")
+        raise InvalidArgumentError(
+            f"unknown metric type {metric_type!r}; valid: {', '.join(METRIC_TYPES)}"
+        )
     return str(metric_type)
 
 
 def validate_direction(direction: Any) -> str | None:
     if direction is not None and direction not in OBJECTIVE_DIRECTIONS:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"unknown direction {direction!r}; valid: {', '.join(OBJECTIVE_DIRECTIONS)} or None"
         )
     return None if direction is None else str(direction)
@@ -197,24 +201,24 @@ class ObjectiveFilter:
 def parse_objective_filters(objective_filters: Any) -> list[ObjectiveFilter]:
     """``{'COMT_activity': {'min': 0.8, 'metric': 'raw_mean'}}`` → checked filters."""
     if not isinstance(objective_filters, Mapping):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"objective_filters must be a dict, got {type(objective_filters).__name__}"
         )
     if not objective_filters:
-        raise ValueError(
+        raise InvalidArgumentError(
             "objective_filters needs at least one objective; use query_runs for runs in general"
         )
     parsed: list[ObjectiveFilter] = []
     for name, spec in objective_filters.items():
         validate_objective_name(name)
         if not isinstance(spec, Mapping):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"objective filter {name!r} must be a dict with keys {', '.join(FILTER_KEYS)}, "
                 f"got {spec!r}"
             )
         unknown = [key for key in spec if key not in FILTER_KEYS]
         if unknown:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"objective filter {name!r}: unknown key {unknown[0]!r}; "
                 f"valid: {', '.join(FILTER_KEYS)}"
             )
@@ -233,9 +237,13 @@ def _threshold(name: str, key: str, value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"objective filter {name!r}: {key!r} must be a number, got {value!r}")
+        raise InvalidArgumentError(
+            f"objective filter {name!r}: {key!r} must be a number, got {value!r}"
+        )
     if math.isnan(value):
-        raise ValueError(f"objective filter {name!r}: {key!r} is NaN, which matches nothing")
+        raise InvalidArgumentError(
+            f"objective filter {name!r}: {key!r} is NaN, which matches nothing"
+        )
     return float(value)
 
 
@@ -517,7 +525,7 @@ def finish_run(
     (when given) its history, merged into what was logged during training."""
     runs.validate_run_id(run_id)
     if status not in TERMINAL_STATUSES:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"finish_run needs a terminal status, got {status!r}; "
             f"valid: {', '.join(TERMINAL_STATUSES)}"
         )

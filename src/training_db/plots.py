@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from training_db.errors import InvalidArgumentError
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -46,7 +48,7 @@ def plot_curves(
     ImportError when matplotlib is not installed.
     """
     if not curves:
-        raise ValueError("plot_curves needs at least one curve")
+        raise InvalidArgumentError("plot_curves needs at least one curve")
     figure, axes = _new_figure(width_px, height_px, dpi)
     for run_name, (steps, values) in curves.items():
         _check_curve(run_name, steps, values)
@@ -75,7 +77,7 @@ def plot_band(
     when matplotlib is not installed.
     """
     if not any(groups.values()):
-        raise ValueError("plot_band needs at least one group with at least one run")
+        raise InvalidArgumentError("plot_band needs at least one group with at least one run")
     figure, axes = _new_figure(width_px, height_px, dpi)
     for group_name, runs in groups.items():
         if not runs:
@@ -99,7 +101,7 @@ def sparkline(values: Sequence[float | None], width: int = 40) -> str:
     series without variation is drawn as a flat ``▄`` line. Pure Python: no matplotlib.
     """
     if width < 1:
-        raise ValueError(f"width must be at least 1, got {width}")
+        raise InvalidArgumentError(f"width must be at least 1, got {width}")
     buckets = _bucket_means(values, width)
     finite = [mean for mean in buckets if mean is not None]
     if not finite:
@@ -124,7 +126,7 @@ def _matplotlib() -> tuple[type[Figure], type[FigureCanvasAgg]]:
 def _new_figure(width_px: int, height_px: int, dpi: int) -> tuple[Figure, Axes]:
     """A figure of exactly ``width_px * height_px`` pixels at ``dpi``, on an Agg canvas."""
     if min(width_px, height_px, dpi) < 1:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"width_px, height_px and dpi must be positive, got {width_px}, {height_px}, {dpi}"
         )
     figure_class, canvas_class = _matplotlib()
@@ -149,7 +151,9 @@ def _save(
 
 def _check_curve(name: str, steps: Sequence[int], values: Sequence[float]) -> None:
     if len(steps) != len(values):
-        raise ValueError(f"curve {name!r} has {len(steps)} steps but {len(values)} values")
+        raise InvalidArgumentError(
+            f"curve {name!r} has {len(steps)} steps but {len(values)} values"
+        )
 
 
 def _mean_and_spread(

@@ -14,6 +14,8 @@ from sqlalchemy import ColumnElement, FromClause, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from training_db.errors import InvalidArgumentError
+
 # SQLite's json_type() names for each JSON kind we compare on.
 _SQLITE_NUMBER_TYPES = ("integer", "real")
 _SQLITE_BOOLEAN_TYPES = ("true", "false")
@@ -24,7 +26,7 @@ def sqlite_json_path(keys: Sequence[str]) -> str:
     parts = ["$"]
     for key in keys:
         if '"' in key:
-            raise ValueError(f"JSON key {key!r} must not contain a double quote")
+            raise InvalidArgumentError(f"JSON key {key!r} must not contain a double quote")
         parts.append(f"[{key}]" if key.isdigit() else f'."{key}"')
     return "".join(parts)
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from training_db import filters, jsoncodec, portable
 from training_db.errors import (
     DuplicateWandbRunIdError,
+    InvalidArgumentError,
     RunAlreadyExistsError,
     RunNotFoundError,
 )
@@ -179,11 +180,11 @@ class RunRecord(dict[str, Any]):
 def validate_run_id(run_id: Any) -> str:
     """A run id is a non-empty string of at most 255 characters."""
     if not isinstance(run_id, str):
-        raise ValueError(f"run_id must be a string, got {type(run_id).__name__}")
+        raise InvalidArgumentError(f"run_id must be a string, got {type(run_id).__name__}")
     if not run_id or not run_id.strip():
-        raise ValueError("run_id must not be empty")
+        raise InvalidArgumentError("run_id must not be empty")
     if len(run_id) > RUN_ID_MAX_LENGTH:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"run_id must be at most {RUN_ID_MAX_LENGTH} characters, got {len(run_id)}"
         )
     return _check_text("run_id", run_id)
@@ -191,19 +192,19 @@ def validate_run_id(run_id: Any) -> str:
 
 def validate_status(status: Any) -> str:
     if status not in RUN_STATUSES:
-        raise ValueError(f"unknown status {status!r}; valid: {', '.join(RUN_STATUSES)}")
+        raise InvalidArgumentError(f"unknown status {status!r}; valid: {', '.join(RUN_STATUSES)}")
     return str(status)
 
 
 def _check_text(name: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+        raise InvalidArgumentError(f"{name} must be a string, got {type(value).__name__}")
     if "\x00" in value:
-        raise ValueError(f"{name} must not contain NUL characters")
+        raise InvalidArgumentError(f"{name} must not contain NUL characters")
     try:
         jsoncodec.check_unicode(value)
     except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+        raise InvalidArgumentError(f"{name}: {exc}") from None
     return value
 
 
@@ -222,7 +223,7 @@ def optional_number(name: str, value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         value = jsoncodec.to_jsonable(value) if type(value).__module__ == "numpy" else value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name} must be a number, got {value!r}")
+            raise InvalidArgumentError(f"{name} must be a number, got {value!r}")
     number = float(value)
     return None if math.isnan(number) else number
 
@@ -232,7 +233,7 @@ def optional_int(name: str, value: Any) -> int | None:
     if number is None:
         return None
     if not math.isfinite(number) or not number.is_integer():
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a whole number, got {value!r}")
     return int(number)
 
 
@@ -247,7 +248,7 @@ def optional_timestamp(name: str, value: Any) -> dt.datetime | None:
             return filters.parse_timestamp(value)
         except ValueError:
             pass
-    raise ValueError(f"{name} must be a datetime or an ISO 8601 string, got {value!r}")
+    raise InvalidArgumentError(f"{name} must be a datetime or an ISO 8601 string, got {value!r}")
 
 
 def _document(name: str, value: Any) -> dict[str, Any] | None:
@@ -255,7 +256,7 @@ def _document(name: str, value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise ValueError(f"{name} must be a dict, got {type(value).__name__}")
+        raise InvalidArgumentError(f"{name} must be a dict, got {type(value).__name__}")
     converted = jsoncodec.to_jsonable(value, path=name)
     jsoncodec.encode_document(converted)  # raises on keys the database cannot hold
     assert isinstance(converted, dict)
@@ -554,9 +555,11 @@ def attach_crash_data(
 
 def _validate_tag_key(key: Any) -> str:
     if not isinstance(key, str) or not key:
-        raise ValueError(f"tag keys must be non-empty strings, got {key!r}")
+        raise InvalidArgumentError(f"tag keys must be non-empty strings, got {key!r}")
     if len(key) > TAG_KEY_MAX_LENGTH:
-        raise ValueError(f"tag key must be at most {TAG_KEY_MAX_LENGTH} characters: {key[:40]!r}…")
+        raise InvalidArgumentError(
+            f"tag key must be at most {TAG_KEY_MAX_LENGTH} characters: {key[:40]!r}…"
+        )
     return _check_text("tag key", key)
 
 
@@ -564,7 +567,7 @@ def set_tags(session: Session, run_id: str, tags: Mapping[str, Any]) -> None:
     """Merge ``tags`` into the run's tags (a key given again is replaced)."""
     validate_run_id(run_id)
     if not isinstance(tags, Mapping):
-        raise ValueError(f"tags must be a dict, got {type(tags).__name__}")
+        raise InvalidArgumentError(f"tags must be a dict, got {type(tags).__name__}")
     checked = {
         _validate_tag_key(key): jsoncodec.to_jsonable(value, path=f"tags.{key}")
         for key, value in tags.items()
@@ -641,17 +644,19 @@ def stale_age(older_than: Any) -> dt.timedelta:
         age = older_than
     elif isinstance(older_than, (int, float)) and not isinstance(older_than, bool):
         if not math.isfinite(older_than):
-            raise ValueError(f"older_than must be a finite number of seconds, got {older_than!r}")
+            raise InvalidArgumentError(
+                f"older_than must be a finite number of seconds, got {older_than!r}"
+            )
         try:
             age = dt.timedelta(seconds=older_than)
         except OverflowError:
-            raise ValueError(f"older_than is out of range: {older_than!r}") from None
+            raise InvalidArgumentError(f"older_than is out of range: {older_than!r}") from None
     else:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"older_than must be a timedelta or a number of seconds, got {older_than!r}"
         )
     if age < dt.timedelta(0):
-        raise ValueError(f"older_than must not be negative, got {older_than!r}")
+        raise InvalidArgumentError(f"older_than must not be negative, got {older_than!r}")
     return age
 
 

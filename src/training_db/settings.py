@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.pool import StaticPool
 
-from training_db.errors import DatabaseUnavailableError
+from training_db.errors import DatabaseUnavailableError, InvalidArgumentError
 
 DEFAULT_DB_FILENAME = "training_runs.db"
 DEFAULT_SQLITE_BUSY_TIMEOUT_S = 15.0
@@ -77,7 +77,9 @@ def _postgres_url_from_env(env: Mapping[str, str]) -> URL:
     try:
         port_number = int(port)
     except ValueError:
-        raise ValueError(f"TRAINING_DB_PORT must be a port number, got {port!r}") from None
+        raise InvalidArgumentError(
+            f"TRAINING_DB_PORT must be a port number, got {port!r}"
+        ) from None
     return URL.create(
         "postgresql+psycopg2",
         username=env.get("TRAINING_DB_USER") or None,
@@ -109,9 +111,9 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
+        raise InvalidArgumentError(f"{name} must be a number of seconds, got {raw!r}") from None
     if value < 0:
-        raise ValueError(f"{name} must not be negative, got {raw!r}")
+        raise InvalidArgumentError(f"{name} must not be negative, got {raw!r}")
     return value
 
 
@@ -154,7 +156,7 @@ def _make_sqlite_engine(url: URL, env: Mapping[str, str], *, foreign_keys: bool)
     busy_timeout = _env_float(env, "TRAINING_DB_BUSY_TIMEOUT", DEFAULT_SQLITE_BUSY_TIMEOUT_S)
     synchronous = (env.get("TRAINING_DB_SQLITE_SYNCHRONOUS") or DEFAULT_SQLITE_SYNCHRONOUS).upper()
     if synchronous not in SQLITE_SYNCHRONOUS_MODES:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"TRAINING_DB_SQLITE_SYNCHRONOUS must be one of {', '.join(SQLITE_SYNCHRONOUS_MODES)},"
             f" got {synchronous!r}"
         )

@@ -32,7 +32,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, Row, Table
 
 from training_db import migrations
-from training_db.errors import SchemaVersionError, TrainingDBError
+from training_db.errors import InvalidArgumentError, SchemaVersionError, TrainingDBError
 from training_db.models import Base
 from training_db.sequences import reset_sequences
 from training_db.settings import is_memory_sqlite, is_sqlite, make_engine, resolve_url, safe_url
@@ -269,7 +269,7 @@ def copy_database(
     the target does not match.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
     source = resolve_url(source_url)
     target = resolve_url(target_url)
     if source == target:
@@ -499,12 +499,12 @@ def _sqlite_path(url_or_path: str | os.PathLike[str] | URL) -> Path:
     if isinstance(url_or_path, URL) or (isinstance(url_or_path, str) and "://" in url_or_path):
         url = resolve_url(url_or_path)
         if not is_sqlite(url):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{safe_url(url)} is not a SQLite database; back PostgreSQL up with "
                 "`pg_dump -Fc` (see the migrations guide)"
             )
         if is_memory_sqlite(url):
-            raise ValueError("an in-memory SQLite database has no file to back up")
+            raise InvalidArgumentError("an in-memory SQLite database has no file to back up")
         assert url.database is not None
         return Path(url.database).expanduser()
     return Path(url_or_path).expanduser()

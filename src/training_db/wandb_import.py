@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from training_db import history as history_store
 from training_db import jsoncodec, objectives, runs
-from training_db.errors import DuplicateError
+from training_db.errors import DuplicateError, InvalidArgumentError
 from training_db.extraction import extract_columns
 from training_db.models import OBJECTIVE_DIRECTIONS, TERMINAL_STATUSES, RunObjective, TrainingRun
 from training_db.wandb_files import (
@@ -171,7 +171,7 @@ def _checked_status(log: WandbRunLog, status: str | None) -> str:
     if status is None:
         return log.status
     if status not in RECORDABLE_STATUSES:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"cannot record a W&B run as {status!r}; valid: {', '.join(RECORDABLE_STATUSES)} "
             "or None (from the log)"
         )
