@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from training_db import jsoncodec, portable, runs
 from training_db.errors import CorruptDataError, InvalidArgumentError
 from training_db.models import HistoryMetric, RunHistory, RunHistoryKeyMetrics
-from training_db.runs import optional_number, require_run, validate_run_id
+from training_db.runs import lock_run, optional_number, require_run, validate_run_id
 
 STEP_KEY: Final = "_step"
 TIMESTAMP_KEY: Final = "_timestamp"
@@ -449,7 +449,8 @@ def log_history(
     """
     validate_run_id(run_id)
     incoming = normalize_history(history)
-    require_run(session, run_id)
+    # Read-merge-write below: writers of one run take turns (two ranks of one trainer).
+    lock_run(session, run_id)
     if not incoming:
         return 0
     ids = metric_ids(session, incoming, create=True)
@@ -681,7 +682,7 @@ def has_history(session: Session, run_id: str) -> bool:
 def delete_history(session: Session, run_id: str) -> int:
     """Remove a run's history and key metrics; returns the number of metric rows removed."""
     validate_run_id(run_id)
-    require_run(session, run_id)
+    lock_run(session, run_id)
     session.execute(sa.delete(RunHistoryKeyMetrics).where(RunHistoryKeyMetrics.run_id == run_id))
     result = session.execute(sa.delete(RunHistory).where(RunHistory.run_id == run_id))
     return int(result.rowcount)  # type: ignore[attr-defined]

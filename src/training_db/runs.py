@@ -267,10 +267,10 @@ def _document(name: str, value: Any) -> dict[str, Any] | None:
 
 
 def load_run(session: Session, run_id: str, *, for_update: bool = False) -> TrainingRun:
-    """The run, or RunNotFoundError."""
+    """The run, or RunNotFoundError; ``for_update`` locks its row (see `lock_run`)."""
     statement = sa.select(TrainingRun).where(TrainingRun.run_id == run_id)
     if for_update:
-        statement = statement.with_for_update()
+        statement = statement.with_for_update(key_share=True)
     run = session.scalars(statement).one_or_none()
     if run is None:
         raise RunNotFoundError(run_id)
@@ -280,6 +280,25 @@ def load_run(session: Session, run_id: str, *, for_update: bool = False) -> Trai
 def require_run(session: Session, run_id: str) -> None:
     """RunNotFoundError unless the run exists (without loading it)."""
     found = session.scalar(sa.select(TrainingRun.run_id).where(TrainingRun.run_id == run_id))
+    if found is None:
+        raise RunNotFoundError(run_id)
+
+
+def lock_run(session: Session, run_id: str) -> None:
+    """Lock the run's row until the transaction ends; RunNotFoundError if there is none.
+
+    Writers that read a run's rows, merge and write them back (its history and key
+    metrics) take this lock first, so two of them on one run take turns instead of one
+    overwriting the other's merge. On PostgreSQL it is ``FOR NO KEY UPDATE``: it queues
+    such writers and ``UPDATE``s of the run, but not the foreign-key checks of rows
+    inserted for the run elsewhere (``FOR KEY SHARE``). SQLite needs no row lock: its write
+    transactions begin ``IMMEDIATE`` and so run one at a time.
+    """
+    found = session.scalar(
+        sa.select(TrainingRun.run_id)
+        .where(TrainingRun.run_id == run_id)
+        .with_for_update(key_share=True)
+    )
     if found is None:
         raise RunNotFoundError(run_id)
 
