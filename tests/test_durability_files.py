@@ -23,7 +23,13 @@ from sqlalchemy import URL, Engine, event
 
 import training_db
 from tests.conftest import table_snapshot
-from training_db import DatabaseUnavailableError, TrainingDB, TrainingDBError, safe
+from training_db import (
+    DatabaseNotFoundError,
+    DatabaseUnavailableError,
+    TrainingDB,
+    TrainingDBError,
+    safe,
+)
 from training_db.settings import sqlite_url
 
 SMALL_FS_BYTES = 2 * 1024 * 1024
@@ -297,15 +303,29 @@ def test_missing_file_read_only_is_an_error_and_nothing_is_created(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_file_is_created_at_head_on_first_use(tmp_path: Path) -> None:
-    """The documented behaviour (docs/reliability.md, "Durability"): reads create it too."""
+def test_missing_file_is_an_error_for_reads_and_created_at_head_by_a_write(
+    tmp_path: Path,
+) -> None:
+    """docs/reliability.md, "Durability": a read of a missing file (a mistyped
+    TRAINING_DB_PATH) is an error naming the path and the fix, and creates nothing; the
+    first write creates the file (and its folder) at head."""
     path = tmp_path / "new" / "runs.db"
     database = TrainingDB(sqlite_url(path))
     try:
-        assert database.get_run("new") is None
+        for read in (
+            lambda: database.get_run("new"),
+            database.query_runs,
+            database.get_stats,
+            database.schema_state,
+        ):
+            with pytest.raises(DatabaseNotFoundError) as raised:
+                read()
+            _assert_clear(raised.value, path, "training-db init")
+        assert list(tmp_path.iterdir()) == []  # not even the folder
+        database.insert_run("new", None, {})
         assert path.exists()
         assert database.schema_state().is_current
-        database.insert_run("new", None, {})
+        assert database.get_run("new") is not None
     finally:
         database.dispose()
 
@@ -325,7 +345,7 @@ def test_parent_folder_that_is_a_file(tmp_path: Path, call: Callable[[TrainingDB
     regular.write_text("not a folder\n")
     path = regular / "runs.db"
     error = _expect_error(sqlite_url(path), call)
-    _assert_clear(error, path, "cannot create the folder")
+    _assert_clear(error, path, "cannot create the folder" if call is _write else "no database at")
     assert list(tmp_path.rglob("*")) == [regular]
     assert regular.read_text() == "not a folder\n"
 

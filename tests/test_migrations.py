@@ -151,8 +151,22 @@ def test_data_survives_downgrade_to_v2(db_url: URL) -> None:
 
 def test_empty_database_is_created_on_first_use(empty_url: URL) -> None:
     database = TrainingDB(empty_url)
+    database.insert_run("x", None, {})  # the first write (a read of a missing file is refused)
+    assert current(empty_url) == migrations.head_revision()
+    assert database.get_run("x") is not None
+    database.dispose()
+
+
+def test_existing_empty_database_is_created_on_first_read(empty_url: URL) -> None:
+    """A database that exists with no tables (a new PostgreSQL database, an empty file) is
+    migrated to head on first use, reads included; only a missing SQLite file is refused."""
+    if empty_url.get_backend_name() == "sqlite":
+        assert empty_url.database is not None
+        Path(empty_url.database).touch()
+    database = TrainingDB(empty_url)
     assert database.get_run("x") is None
     assert current(empty_url) == migrations.head_revision()
+    database.dispose()
 
 
 def test_database_behind_head_is_refused_with_the_fix(empty_url: URL) -> None:

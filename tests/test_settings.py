@@ -89,7 +89,9 @@ def test_password_is_masked_everywhere() -> None:
 
 def test_sqlite_engine_creates_parent_folders_and_sets_pragmas(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "runs.db"
-    engine = make_engine(f"sqlite:///{path}", env={"TRAINING_DB_BUSY_TIMEOUT": "2.5"})
+    engine = make_engine(
+        f"sqlite:///{path}", env={"TRAINING_DB_BUSY_TIMEOUT": "2.5"}, create_folder=True
+    )
     try:
         with engine.connect() as connection:
             pragma = connection.exec_driver_sql

@@ -17,7 +17,7 @@ from sqlalchemy import URL
 
 from tests import spawned
 from tests.conftest import PostgresServer
-from training_db import SchemaVersionError, TrainingDB, migrations
+from training_db import DatabaseNotFoundError, SchemaVersionError, TrainingDB, migrations
 from training_db.models import Base
 from training_db.settings import sqlite_url
 from training_db.transfer import (
@@ -271,8 +271,13 @@ def test_both_databases_must_be_at_head(source_url: URL, empty_url: URL) -> None
 def test_nonsense_copies_are_refused(source_url: URL, tmp_path: Path) -> None:
     with pytest.raises(TransferError, match="same database"):
         copy_database(source_url, source_url)
-    with pytest.raises(TransferError, match="no mangodb tables"):
+    # A missing source file is not created by the copy (reads never create databases).
+    with pytest.raises(DatabaseNotFoundError, match=r"no database at .*nothing\.db"):
         copy_database(sqlite_url(tmp_path / "nothing.db"), sqlite_url(tmp_path / "target.db"))
+    assert not (tmp_path / "nothing.db").exists()
+    (tmp_path / "empty.db").touch()
+    with pytest.raises(TransferError, match="no mangodb tables"):
+        copy_database(sqlite_url(tmp_path / "empty.db"), sqlite_url(tmp_path / "target.db"))
     with pytest.raises(ValueError, match="batch_size"):
         copy_database(source_url, sqlite_url(tmp_path / "target.db"), batch_size=0)
 

@@ -42,6 +42,8 @@ from training_db.api import (
 )
 from training_db.db import TrainingDB
 from training_db.errors import (
+    CorruptDataError,
+    DatabaseNotFoundError,
     DatabaseUnavailableError,
     DatabaseWriteError,
     DuplicateError,
@@ -56,6 +58,8 @@ from training_db.errors import (
 from training_db.wandb_files import WandbFileError
 
 __all__ = [
+    "CorruptDataError",
+    "DatabaseNotFoundError",
     "DatabaseUnavailableError",
     "DatabaseWriteError",
     "DuplicateError",

@@ -30,7 +30,14 @@ from training_db.errors import (
 )
 from training_db.history import DEFAULT_KEY_METRICS, HistoryColumns, KeyMetricMapping
 from training_db.runs import RunDict, RunRecord
-from training_db.settings import is_memory_sqlite, make_engine, resolve_url, safe_url
+from training_db.settings import (
+    is_memory_sqlite,
+    make_engine,
+    require_existing_database,
+    resolve_url,
+    safe_url,
+    sqlite_file,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -82,7 +89,8 @@ class TrainingDB:
     def _sessions(self, *, write: bool) -> sessionmaker[Session]:
         """Sessions for reads, or for writes (which begin IMMEDIATE on SQLite)."""
         _ = self.engine  # creates the session factories
-        self._ensure_schema()
+        if not self._schema_checked:
+            self._ensure_schema(write=write)
         return self._writers if write else self._readers
 
     def dispose(self) -> None:
@@ -91,8 +99,15 @@ class TrainingDB:
             if self._engine is not None:
                 self._engine.dispose()
 
-    def _ensure_schema(self) -> None:
-        if self._schema_checked:
+    def _ensure_schema(self, *, write: bool) -> None:
+        """Check the schema once; the first write to a missing database creates it at head.
+
+        A read never creates anything: a SQLite file that does not exist (a mistyped
+        ``TRAINING_DB_PATH``, say) is `DatabaseNotFoundError`, not an empty database.
+        """
+        file = sqlite_file(self.url)
+        if self._create_if_empty and write and file is not None and not file.exists():
+            self.init_db()
             return
         state = self.schema_state()
         if state.is_empty and self._create_if_empty:
@@ -115,7 +130,12 @@ class TrainingDB:
     # --- schema ----------------------------------------------------------------------------
 
     def schema_state(self) -> migrations.SchemaState:
-        """The database's revision next to this code's head (does not migrate)."""
+        """The database's revision next to this code's head (does not migrate).
+
+        Raises `DatabaseNotFoundError` for a SQLite file that does not exist (connecting
+        would create it).
+        """
+        require_existing_database(self.url)
         with translated_errors(safe_url(self.url)), self.engine.connect() as connection:
             return migrations.schema_state(connection)
 

@@ -123,7 +123,12 @@ def demo_history(spec: DemoRun, rng: random.Random, steps: int) -> list[dict[str
 
 
 def record_demo_runs(db: TrainingDB, log: Callable[[str], object] = print) -> list[str]:
-    """Record the demo runs that are not there yet; returns their ids."""
+    """Record the demo runs that are not there yet; returns their ids.
+
+    Creates the database at head first: the demo writes, and its first look (is this run
+    recorded already?) is a read, which would refuse a database file that does not exist.
+    """
+    db.init_db()
     recorded: list[str] = []
     for spec in DEMO_RUNS:
         if db.get_run(spec.run_id) is not None:

@@ -62,6 +62,10 @@ class DatabaseUnavailableError(TrainingDBError):
     """The database could not be reached or opened (the message says why)."""
 
 
+class DatabaseNotFoundError(DatabaseUnavailableError):
+    """A read found no SQLite database file at the configured path (reads never create one)."""
+
+
 class DatabaseWriteError(TrainingDBError):
     """The database refused a write for a reason outside the caller's arguments."""
 
@@ -100,6 +104,14 @@ def translated_errors(where: str | None = None) -> Iterator[None]:
         raise DatabaseWriteError(
             f"{prefix}the database refused the statement: {_first_line(exc)}"
         ) from exc
+    # The last line of defence for values the checks before the statement let through:
+    # a value the driver or a column type cannot convert is a bad argument, not an outage.
+    except sa_exc.StatementError as exc:
+        raise InvalidArgumentError(
+            f"a value could not be sent to the database: {exc.orig or exc}"
+        ) from exc
+    except OverflowError as exc:
+        raise InvalidArgumentError(f"a value is out of range for the database: {exc}") from exc
 
 
 def _translate_integrity_error(exc: sa_exc.IntegrityError) -> TrainingDBError:

@@ -257,9 +257,12 @@ def encode_steps(steps: Sequence[int]) -> bytes:
     if not steps:
         return _RANGE_TAG + struct.pack("<qqq", 0, 0, 0)
     stride = steps[1] - steps[0] if len(steps) > 1 else 1
-    if all(b - a == stride for a, b in pairwise(steps)):
+    if stride <= _INT64_MAX and all(b - a == stride for a, b in pairwise(steps)):
         return _RANGE_TAG + struct.pack("<qqq", steps[0], stride, len(steps))
-    deltas = _DELTAS_TAG + zlib.compress(_pack("q", [steps[0], *map(sub, steps[1:], steps)]), 6)
+    differences = [steps[0], *map(sub, steps[1:], steps)]
+    if max(differences) > _INT64_MAX:  # steps far apart (-1 and 2**63 - 1): wrap around
+        differences = [_as_int64(difference) for difference in differences]
+    deltas = _DELTAS_TAG + zlib.compress(_pack("q", differences), 6)
     first, span = steps[0], steps[-1] - steps[0] + 1
     if span // 8 + 9 >= len(deltas):
         return deltas
@@ -284,7 +287,17 @@ def decode_steps(data: bytes) -> list[int]:
         return list(itertools.compress(itertools.count(first), flags))
     if tag != _DELTAS_TAG:
         raise CorruptDataError(f"corrupt history steps: unknown encoding {tag!r}")
-    return list(accumulate(_unpack("q", zlib.decompress(body))))
+    differences = _unpack("q", zlib.decompress(body))
+    steps = list(accumulate(differences))
+    # Ascending steps have positive differences; a negative one was wrapped (encode_steps).
+    if len(differences) > 1 and min(differences[1:]) < 0:
+        steps = [_as_int64(step) for step in steps]
+    return steps
+
+
+def _as_int64(number: int) -> int:
+    """``number`` modulo 2**64, as a signed 64-bit integer (two's complement wrap-around)."""
+    return (number - _INT64_MIN) % 2**64 + _INT64_MIN
 
 
 def pack_planes(data: bytes) -> bytes | None:

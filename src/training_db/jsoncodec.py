@@ -27,7 +27,7 @@ import datetime as dt
 import enum
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
@@ -39,6 +39,9 @@ _NUL_STRING_TAG = "$str0"
 _LITERAL_TAG = "$literal"
 _RESERVED_KEYS = frozenset({_FLOAT_TAG, _NUL_STRING_TAG, _LITERAL_TAG})
 _LARGE_FLOAT = 1e16
+# Containers nested deeper than this are refused (before recursing into them): no real
+# config comes close, and Python and the databases have recursion limits of their own.
+MAX_DEPTH = 200
 
 
 class NotJSONSerializableError(InvalidArgumentError, TypeError):
@@ -49,12 +52,19 @@ def to_jsonable(value: Any, path: str = "$") -> Any:
     """Convert ``value`` to plain JSON types (dict, list, str, int, float, bool, None).
 
     Raises NotJSONSerializableError naming the key path (``$.training.optimizer``) of the
-    first value that has no natural JSON form.
+    first value that has no natural JSON form, or that lies deeper than `MAX_DEPTH`
+    containers (checked before recursing, so a self-containing dict is an error too).
+    Mapping-like objects that are not ``Mapping``s (a W&B ``Summary``: ``keys()`` and
+    ``[]``, or anything with ``items()``) are converted as dicts.
     """
+    return _to_jsonable(value, path, 0)
+
+
+def _to_jsonable(value: Any, path: str, depth: int) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, enum.Enum):  # before str/int: StrEnum and IntEnum are both
-        return to_jsonable(value.value, path)
+        return _to_jsonable(value.value, path, depth)
     if isinstance(value, str):
         _check_unicode_at(value, path)
         return str(value)
@@ -62,16 +72,16 @@ def to_jsonable(value: Any, path: str = "$") -> Any:
         return int(value)
     if isinstance(value, float):  # numpy.float64 subclasses float
         return float(value)
+    if isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        _check_depth(path, depth)
     if isinstance(value, Mapping):
-        converted: dict[str, Any] = {}
-        for key, item in value.items():
-            text_key = _json_key(key, path)
-            converted[text_key] = to_jsonable(item, f"{path}.{text_key}")
-        return converted
+        return _object(value.items(), path, depth)
     if isinstance(value, (list, tuple)):
-        return [to_jsonable(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        return [
+            _to_jsonable(item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)
+        ]
     if isinstance(value, (set, frozenset)):
-        return [to_jsonable(item, f"{path}[]") for item in sorted(value, key=repr)]
+        return [_to_jsonable(item, f"{path}[]", depth + 1) for item in sorted(value, key=repr)]
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
@@ -82,9 +92,56 @@ def to_jsonable(value: Any, path: str = "$") -> Any:
         return float(value)
     if type(value).__module__ == "numpy":
         return _numpy_to_jsonable(value, path)
+    items = mapping_items(value)
+    if items is not None:
+        _check_depth(path, depth)
+        return _object(items, path, depth)
     raise NotJSONSerializableError(
         f"value at {path} of type {type(value).__name__} cannot be stored as JSON"
     )
+
+
+def _check_depth(path: str, depth: int) -> None:
+    if depth >= MAX_DEPTH:
+        shown = path if len(path) <= 80 else f"{path[:77]}..."
+        raise NotJSONSerializableError(
+            f"value at {shown} is nested deeper than {MAX_DEPTH} levels (the limit)"
+        )
+
+
+def _object(items: Iterable[tuple[Any, Any]], path: str, depth: int) -> dict[str, Any]:
+    converted: dict[str, Any] = {}
+    for key, item in items:
+        text_key = _json_key(key, path)
+        converted[text_key] = _to_jsonable(item, f"{path}.{text_key}", depth + 1)
+    return converted
+
+
+def is_mapping_like(value: Any) -> bool:
+    """A ``Mapping``, or an object whose class has ``items()``, or ``keys()`` and ``[]``.
+
+    W&B's ``Summary`` (and its nested dicts) are dict-like without being Mappings. Looked
+    up on the class: a ``Summary`` answers any attribute of an instance by raising KeyError.
+    """
+    if isinstance(value, Mapping):
+        return True
+    if isinstance(value, (str, bytes, list, tuple, set, frozenset)):
+        return False
+    cls = type(value)
+    return callable(getattr(cls, "items", None)) or (
+        callable(getattr(cls, "keys", None)) and callable(getattr(cls, "__getitem__", None))
+    )
+
+
+def mapping_items(value: Any) -> Iterable[tuple[Any, Any]] | None:
+    """The ``(key, value)`` pairs of a dict-like object (`is_mapping_like`), else None."""
+    if isinstance(value, Mapping):
+        return value.items()
+    if not is_mapping_like(value):
+        return None
+    if callable(getattr(type(value), "items", None)):
+        return list(value.items())
+    return [(key, value[key]) for key in value.keys()]  # noqa: SIM118 - not a dict
 
 
 def _check_unicode_at(text: str, path: str) -> None:

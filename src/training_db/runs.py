@@ -241,13 +241,17 @@ def optional_timestamp(name: str, value: Any) -> dt.datetime | None:
     """A datetime or ISO 8601 string as aware UTC (naive means UTC)."""
     if value is None:
         return None
-    if isinstance(value, dt.datetime):
-        return as_utc(value)
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, dt.datetime):
+            return as_utc(value)
+        if isinstance(value, str):
             return filters.parse_timestamp(value)
-        except ValueError:
-            pass
+    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is before year 1 in UTC
+        raise InvalidArgumentError(
+            f"{name} is out of range: {value!r} is not between years 1 and 9999 in UTC"
+        ) from None
+    except ValueError:
+        pass
     raise InvalidArgumentError(f"{name} must be a datetime or an ISO 8601 string, got {value!r}")
 
 
@@ -255,8 +259,11 @@ def _document(name: str, value: Any) -> dict[str, Any] | None:
     """A JSON-able dict, checked now so that a bad value fails before anything is written."""
     if value is None:
         return None
-    if not isinstance(value, Mapping):
-        raise InvalidArgumentError(f"{name} must be a dict, got {type(value).__name__}")
+    if not jsoncodec.is_mapping_like(value):
+        raise InvalidArgumentError(
+            f"{name} must be a dict (or dict-like, such as wandb.run.summary), "
+            f"got {type(value).__name__}"
+        )
     converted = jsoncodec.to_jsonable(value, path=name)
     jsoncodec.encode_document(converted)  # raises on keys the database cannot hold
     assert isinstance(converted, dict)

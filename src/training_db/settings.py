@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.pool import StaticPool
 
-from training_db.errors import DatabaseUnavailableError, InvalidArgumentError
+from training_db.errors import DatabaseNotFoundError, DatabaseUnavailableError, InvalidArgumentError
 
 DEFAULT_DB_FILENAME = "training_runs.db"
 DEFAULT_SQLITE_BUSY_TIMEOUT_S = 15.0
@@ -104,6 +104,28 @@ def is_memory_sqlite(url: URL) -> bool:
     return is_sqlite(url) and url.database in (None, "", ":memory:")
 
 
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite database URL; None for memory, ``file:`` URIs and servers."""
+    if not is_sqlite(url) or is_memory_sqlite(url) or _is_sqlite_uri(url):
+        return None
+    assert url.database is not None
+    return Path(url.database).expanduser()
+
+
+def require_existing_database(url: URL) -> None:
+    """`DatabaseNotFoundError` when ``url`` is a SQLite file that does not exist.
+
+    Called before a read connects: SQLite would create an empty file, so a mistyped path
+    would read as an empty database instead of an error.
+    """
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise DatabaseNotFoundError(
+            f"no database at {path}: create it with `training-db init` (or init_db()), "
+            "or check the path (TRAINING_DB_PATH / TRAINING_DB_URL)"
+        )
+
+
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if not raw:
@@ -122,17 +144,24 @@ def make_engine(
     *,
     env: Mapping[str, str] | None = None,
     for_migrations: bool = False,
+    create_folder: bool | None = None,
 ) -> Engine:
     """Create the engine for ``url`` (resolved as in `resolve_url`).
 
     ``for_migrations`` turns SQLite foreign keys off for the connection: batch migrations
     recreate tables, and dropping a parent table with foreign keys on would cascade-delete
-    its children.
+    its children. ``create_folder`` (default: ``for_migrations``) creates the folder of a
+    new SQLite file; engines that only read must not, so a mistyped path stays an error.
     """
     env = os.environ if env is None else env
     resolved = resolve_url(url, env)
     if is_sqlite(resolved):
-        return _make_sqlite_engine(resolved, env, foreign_keys=not for_migrations)
+        return _make_sqlite_engine(
+            resolved,
+            env,
+            foreign_keys=not for_migrations,
+            create_folder=for_migrations if create_folder is None else create_folder,
+        )
     return _make_server_engine(resolved, env)
 
 
@@ -152,7 +181,9 @@ def _is_sqlite_uri(url: URL) -> bool:
     return str(url.query.get("uri", "")).lower() == "true" or str(url.database).startswith("file:")
 
 
-def _make_sqlite_engine(url: URL, env: Mapping[str, str], *, foreign_keys: bool) -> Engine:
+def _make_sqlite_engine(
+    url: URL, env: Mapping[str, str], *, foreign_keys: bool, create_folder: bool
+) -> Engine:
     busy_timeout = _env_float(env, "TRAINING_DB_BUSY_TIMEOUT", DEFAULT_SQLITE_BUSY_TIMEOUT_S)
     synchronous = (env.get("TRAINING_DB_SQLITE_SYNCHRONOUS") or DEFAULT_SQLITE_SYNCHRONOUS).upper()
     if synchronous not in SQLITE_SYNCHRONOUS_MODES:
@@ -164,7 +195,7 @@ def _make_sqlite_engine(url: URL, env: Mapping[str, str], *, foreign_keys: bool)
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
         assert url.database is not None
-        if not _is_sqlite_uri(url):  # a file: URI (e.g. mode=ro) names no folder to create
+        if create_folder and not _is_sqlite_uri(url):  # a file: URI names no folder to create
             _create_parent_folder(Path(url.database).expanduser())
         engine = create_engine(url, connect_args={"timeout": busy_timeout})
     _install_sqlite_hooks(

@@ -35,7 +35,14 @@ from training_db import migrations
 from training_db.errors import InvalidArgumentError, SchemaVersionError, TrainingDBError
 from training_db.models import Base
 from training_db.sequences import reset_sequences
-from training_db.settings import is_memory_sqlite, is_sqlite, make_engine, resolve_url, safe_url
+from training_db.settings import (
+    is_memory_sqlite,
+    is_sqlite,
+    make_engine,
+    require_existing_database,
+    resolve_url,
+    safe_url,
+)
 from training_db.types import UTCDateTime
 
 DEFAULT_BATCH_SIZE: Final = 500
@@ -277,8 +284,9 @@ def copy_database(
     for url in (source, target):
         if is_memory_sqlite(url):
             raise TransferError("an in-memory SQLite database cannot be copied from or to")
+    require_existing_database(source)
     source_engine = make_engine(source)
-    target_engine = make_engine(target)
+    target_engine = make_engine(target, create_folder=True)
     try:
         with _snapshot(source_engine) as reader:
             _require_head(reader, source, "source")
@@ -474,6 +482,7 @@ def table_checksums(
     their checksums agree, whichever backends they are on.
     """
     resolved = resolve_url(url)
+    require_existing_database(resolved)
     engine = make_engine(resolved)
     try:
         with _snapshot(engine) as reader:
