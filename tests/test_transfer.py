@@ -354,4 +354,4 @@ def test_restore_puts_a_backup_back_unless_the_database_is_in_use(
     assert integrity(Path(str(source_url.database))) == ["ok"]
 
     fresh = restore_sqlite(backup, tmp_path / "elsewhere" / "fresh.db")
-    assert table_checksums(sqlite_url(fresh)) == saved
+    assert table_checksums(sqlite_url(fresh.target)) == saved
