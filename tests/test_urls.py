@@ -64,6 +64,11 @@ CASES = (
         ("S3cret@PWtail", "S3cret", "PWtail"),
         url=f"postgresql://u:S3cret@PWtail@{CLOSED}/db",
     ),
+    Case(
+        "unencoded @ and / in the password",
+        ("p@ss/w:rd", "ss/w", "w:rd"),
+        url="postgresql://trainer:p@ss/w:rd@127.0.0.1:1/trainingruns",
+    ),
     Case("port not a number", ("S3cretPW",), url="postgresql://u:S3cretPW@host:notaport/db"),
     Case("password, no user, no host", ("S3cretPW",), url="postgresql://:S3cretPW@/db"),
     Case("not a url", ("not a url",), url="not a url"),

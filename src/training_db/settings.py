@@ -75,9 +75,9 @@ def resolve_url(
     """
     env = os.environ if env is None else env
     if url is not None:
-        return checked_url(url, source)
+        return _checked_url(url, source)
     if env.get("TRAINING_DB_URL"):
-        return checked_url(env["TRAINING_DB_URL"], "TRAINING_DB_URL")
+        return _checked_url(env["TRAINING_DB_URL"], "TRAINING_DB_URL")
     if env.get("TRAINING_DB_HOST"):
         return _postgres_url_from_env(env)
     if env.get("TRAINING_DB_PATH"):
@@ -85,11 +85,11 @@ def resolve_url(
     return sqlite_url(default_sqlite_path(env))
 
 
-def checked_url(url: str | URL, source: str) -> URL:
+def _checked_url(url: str | URL, source: str) -> URL:
     """``url`` parsed, with the default driver, checked as `resolve_url` describes."""
     parsed = _parse_url(url, source)
     _check_dialect(parsed, source)
-    _check_parts(parsed, source)
+    _check_parts(parsed, source, url.count("@") if isinstance(url, str) else 0)
     return _with_default_driver(parsed)
 
 
@@ -155,16 +155,20 @@ def _sqlalchemy_knows(url: URL) -> bool:
     return True
 
 
-def _check_parts(url: URL, source: str) -> None:
-    """What parses but cannot be meant, checked without showing the parts themselves."""
+def _check_parts(url: URL, source: str, at_signs: int) -> None:
+    """What parses but cannot be meant, checked without showing the parts themselves.
+
+    ``at_signs`` is the number of ``@`` in the URL's text (0 for a URL object).
+    """
     text = url.drivername + "://"
     if url.port is not None and not 0 < url.port < 65536:
         raise InvalidArgumentError(_invalid(source, text, "its port is not in 1..65535"))
     if url.get_backend_name() != "postgresql":
         return
-    if url.host and "@" in url.host:
+    if at_signs > 1 or (url.host and "@" in url.host):
         # postgresql://user:p@ss@host/db: SQLAlchemy ends the password at the first '@', so
-        # the rest of the password would become part of the host name (and of libpq's error).
+        # the rest of the password would become the host name or the database name, and
+        # libpq's error would show it. An '@' in a database name must be written %40.
         raise InvalidArgumentError(
             _invalid(source, text, f"it has more than one '@'; {PERCENT_ENCODING_HINT}")
         )
