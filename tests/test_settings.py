@@ -114,6 +114,7 @@ def test_password_is_masked_everywhere() -> None:
             "sqlite:///file:/data/a@b.db?mode=ro&uri=true",
         ),
         ("sqlite://", "sqlite://"),
+        ("pöstgres://u:pw@h/db", "***"),
     ],
 )
 def test_mask_password_in_any_text(text: str, masked: str) -> None:

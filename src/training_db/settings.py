@@ -239,7 +239,7 @@ def mask_password(text: str) -> str:
         make_url(text)
     except (ArgumentError, ValueError):
         return f"{scheme}://{MASK}" if scheme else MASK
-    if scheme is None:  # pragma: no cover - make_url accepts no text without a scheme
+    if scheme is None:  # parsed, with a scheme not echoed (SQLAlchemy's takes non-ASCII)
         return MASK
     rest = _QUERY_PASSWORD.sub(rf"\g<1>{MASK}", text[len(scheme) + 3 :])
     userinfo, at, host_part = rest.rpartition("@")
