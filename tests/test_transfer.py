@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import json
 import logging
 import multiprocessing
 import re
+import resource
 import shutil
+import signal
 import sqlite3
-import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -440,23 +441,71 @@ def test_restore_onto_a_new_file_keeps_no_copy(tmp_path: Path) -> None:
     assert not list((tmp_path / "new").glob("*before-restore*"))
 
 
-def test_restore_replaces_nothing_when_the_copy_cannot_be_made(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """A full disk without a mount: no file of this process may grow past ``limit`` bytes.
+
+    ``RLIMIT_FSIZE`` makes such a write fail with EFBIG (SQLite: "disk I/O error"), as a
+    full disk fails it with ENOSPC; SIGXFSZ is ignored so that the write fails instead of
+    the process being killed.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_restore_replaces_nothing_when_the_copy_cannot_be_made(tmp_path: Path) -> None:
     backup = tmp_path / "backup.db"
     migrations.upgrade(sqlite_url(backup))
     live = tmp_path / "live.db"
-    crashed_with_commits_in_the_wal(tmp_path, live)
+    database = TrainingDB(sqlite_url(live))
+    database.insert_run("old", None, {})
+    database.dispose()
 
-    def disk_full(*args: Any, **kwargs: Any) -> tuple[int, str]:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(tempfile, "mkstemp", disk_full)  # the file system, not the database
-    with pytest.raises(TransferError, match=r"could not keep a copy .*nothing was replaced"):
+    with (
+        file_size_limit(live.stat().st_size // 2),
+        pytest.raises(
+            TransferError, match=r"could not keep a copy .*nothing was replaced"
+        ) as raised,
+    ):
         restore_sqlite(backup, live)
-    monkeypatch.undo()
-    assert run_ids_in(live) == {"old", "in-wal"}
-    assert not list(tmp_path.glob("live.db.before-restore*"))
+
+    assert "in use" not in str(raised.value) and "\n" not in str(raised.value)
+    assert run_ids_in(live) == {"old"}
+    assert integrity(live) == ["ok"]
+    assert not list(tmp_path.glob("*before-restore*")) and not list(tmp_path.glob("*.partial"))
+
+
+def test_a_restore_that_fails_midway_is_rolled_back_and_the_copy_kept(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.db"
+    filler = TrainingDB(sqlite_url(backup))
+    filler.insert_run("large", None, {"padding": "x" * 1_000_000})
+    filler.dispose()
+    live = tmp_path / "live.db"
+    database = TrainingDB(sqlite_url(live))
+    database.insert_run("old", None, {})
+    database.dispose()
+    # room for the copy of the small live database, not for the large backup
+    limit = (live.stat().st_size + backup.stat().st_size) // 2
+    assert live.stat().st_size < limit < backup.stat().st_size
+
+    with (
+        file_size_limit(limit),
+        pytest.raises(TransferError, match="rolled the restore back") as raised,
+    ):
+        restore_sqlite(backup, live)
+
+    assert "in use" not in str(raised.value)
+    assert run_ids_in(live) == {"old"}
+    assert integrity(live) == ["ok"]
+    copies = list(tmp_path.glob("live.db.before-restore-*"))
+    assert len(copies) == 1 and str(copies[0]) in str(raised.value)
+    assert run_ids_in(copies[0]) == {"old"}
 
 
 def test_restore_refused_in_use_keeps_no_copy(tmp_path: Path) -> None:

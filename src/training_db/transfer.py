@@ -634,18 +634,15 @@ def restore_sqlite(
                 # Leaving WAL mode needs every other connection closed: the in-use test. It
                 # also moves the -wal file's commits into the database file.
                 restored.execute("PRAGMA journal_mode = DELETE")
-            except sqlite3.OperationalError as exc:
-                raise _in_use(target_path, exc) from exc
             except sqlite3.DatabaseError as exc:
-                raise TransferError(
-                    f"{target_path} is not a SQLite database ({exc}); nothing was replaced: "
-                    "move it away, then restore again"
-                ) from exc
+                raise _refused(target_path, exc, "nothing was replaced") from exc
             safety_copy = _keep_safety_copy(restored, target_path) if existed else None
             try:
                 origin.backup(restored)
-            except sqlite3.OperationalError as exc:
-                raise _in_use(target_path, exc) from exc
+            except sqlite3.DatabaseError as exc:
+                kept = "" if safety_copy is None else f"; a copy of it is kept at {safety_copy}"
+                outcome = f"SQLite rolled the restore back, so the database is as it was{kept}"
+                raise _refused(target_path, exc, outcome) from exc
             restored.execute("PRAGMA journal_mode = WAL")
             _require_intact(restored, target_path)
     result = RestoreResult(target_path, safety_copy)
@@ -653,11 +650,27 @@ def restore_sqlite(
     return result
 
 
-def _in_use(target: Path, exc: sqlite3.Error) -> TransferError:
-    return TransferError(
-        f"the database at {target} is in use ({exc}); stop the processes that have it open, "
-        "then restore again"
-    )
+def _refused(target: Path, exc: sqlite3.Error, outcome: str) -> TransferError:
+    """Why a restore could not go on, and what state it left (``outcome``)."""
+    if _is_busy(exc):
+        return TransferError(
+            f"the database at {target} is in use ({exc}); stop the processes that have it "
+            f"open, then restore again ({outcome})"
+        )
+    if "file is not a database" in str(exc).lower():
+        return TransferError(
+            f"{target} is not a SQLite database ({exc}); {outcome}: move it away, then "
+            "restore again"
+        )
+    return TransferError(f"could not restore into {target} ({exc}); {outcome}")
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds the database (SQLITE_BUSY or SQLITE_LOCKED), not a failure."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return code & 0xFF in (5, 6)
+    return any(word in str(exc).lower() for word in ("database is locked", "is busy"))
 
 
 def _keep_safety_copy(live: sqlite3.Connection, target: Path) -> Path:
