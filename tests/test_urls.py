@@ -87,12 +87,12 @@ CASES = (
     ),
     Case(
         "host variables, a password with every special character",
-        ("S3c@r/e:t%#PW", "S3c", "PW"),
+        ("S3c@ret/Pass:wd%#Tail", "S3c", "Tail"),
         env={
             "TRAINING_DB_HOST": "127.0.0.1",
             "TRAINING_DB_PORT": "1",
             "TRAINING_DB_USER": "trainer",
-            "TRAINING_DB_PASSWORD": "S3c@r/e:t%#PW",
+            "TRAINING_DB_PASSWORD": "S3c@ret/Pass:wd%#Tail",
         },
         valid=True,
     ),
