@@ -8,9 +8,11 @@ import pytest
 import sqlalchemy as sa
 
 from training_db import TrainingDB
+from training_db.errors import InvalidArgumentError
 from training_db.settings import (
     default_sqlite_path,
     make_engine,
+    mask_password,
     resolve_url,
     safe_url,
 )
@@ -60,7 +62,7 @@ def test_host_defaults() -> None:
 
 
 def test_bad_port_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="TRAINING_DB_PORT"):
+    with pytest.raises(InvalidArgumentError, match="TRAINING_DB_PORT"):
         resolve_url(None, {"TRAINING_DB_HOST": "h", "TRAINING_DB_PORT": "fivefour"})
 
 
@@ -85,6 +87,83 @@ def test_password_is_masked_everywhere() -> None:
     for text in (safe_url(url), str(url), repr(url), repr(TrainingDB(url))):
         assert "p@ss:w/rd%" not in text
         assert "***" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("postgresql://u:pw@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u:p@ss@host/db", "postgresql://u:***@host/db"),
+        (
+            "postgresql://u:a/b:c#d%e@host/db?sslmode=require",
+            "postgresql://u:***@host/db?sslmode=require",
+        ),
+        ("postgresql://:pw@/db", "postgresql://:***@/db"),
+        (
+            "postgresql://u@h/db?password=pw&sslmode=require",
+            "postgresql://u@h/db?password=***&sslmode=require",
+        ),
+        ("postgresql://root:pw/trainingruns", "postgresql://***"),
+        ("postgresql://u:pw@host:notaport/db", "postgresql://***"),
+        ("not a url", "***"),
+        ("u:pw@host/db", "***"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("sqlite:////data/runs@2025.db", "sqlite:////data/runs@2025.db"),
+        (
+            "sqlite:///file:/data/a@b.db?mode=ro&uri=true",
+            "sqlite:///file:/data/a@b.db?mode=ro&uri=true",
+        ),
+        ("sqlite://", "sqlite://"),
+        ("pöstgres://u:pw@h/db", "***"),
+    ],
+)
+def test_mask_password_in_any_text(text: str, masked: str) -> None:
+    assert mask_password(text) == masked
+    assert safe_url(text) == masked
+
+
+def test_safe_url_of_a_url_with_an_at_in_its_host() -> None:
+    """A URL made in code is masked up to its last '@' too, not only by SQLAlchemy."""
+    url = sa.URL.create("postgresql+psycopg2", "u", "pw", host="rest-of-pw@host", database="db")
+    assert "rest-of-pw" not in safe_url(url)
+    assert safe_url(url).startswith("postgresql+psycopg2://u:***@")
+
+
+@pytest.mark.parametrize(
+    ("url", "drivername", "database"),
+    [
+        ("sqlite://", "sqlite", None),
+        ("sqlite:///runs.db", "sqlite", "runs.db"),
+        ("sqlite+pysqlite:////data/runs.db", "sqlite+pysqlite", "/data/runs.db"),
+        ("sqlite:///file:/data/runs.db?mode=ro&uri=true", "sqlite", "file:/data/runs.db"),
+        ("postgresql://u:p%40ss@h:6543/db?sslmode=require", "postgresql+psycopg2", "db"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2", "db"),
+        ("postgresql://u@[::1]:5432/db", "postgresql+psycopg2", "db"),
+    ],
+)
+def test_valid_urls_resolve_as_before(url: str, drivername: str, database: str | None) -> None:
+    for resolved in (resolve_url(url), resolve_url(None, {"TRAINING_DB_URL": url})):
+        assert resolved.drivername == drivername
+        assert resolved.database == database
+
+
+def test_percent_encoded_password_survives() -> None:
+    assert resolve_url("postgresql://u:p%40ss%3Aw%2Frd%25@h/db").password == "p@ss:w/rd%"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TRAINING_DB_HOST": "h", "TRAINING_DB_PORT": "70000"}, r"TRAINING_DB_PORT .*1\.\.65535"),
+        ({"TRAINING_DB_HOST": "user:secret@h"}, "TRAINING_DB_HOST must be a host name"),
+        ({"TRAINING_DB_HOST": "postgresql://h/db"}, "TRAINING_DB_HOST must be a host name"),
+        ({"TRAINING_DB_URL": "postgresql://u:pw@h:0/db"}, r"TRAINING_DB_URL .*port is not in"),
+    ],
+)
+def test_bad_host_variables(env: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message) as raised:
+        resolve_url(None, env)
+    assert "secret" not in str(raised.value)
 
 
 def test_sqlite_engine_creates_parent_folders_and_sets_pragmas(tmp_path: Path) -> None:

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import multiprocessing
+import re
+import resource
 import shutil
+import signal
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from sqlalchemy import URL
 
 from tests import spawned
 from tests.conftest import PostgresServer
 from training_db import DatabaseNotFoundError, SchemaVersionError, TrainingDB, migrations
+from training_db.cli import main
 from training_db.models import Base
 from training_db.settings import sqlite_url
 from training_db.transfer import (
@@ -359,4 +366,191 @@ def test_restore_puts_a_backup_back_unless_the_database_is_in_use(
     assert integrity(Path(str(source_url.database))) == ["ok"]
 
     fresh = restore_sqlite(backup, tmp_path / "elsewhere" / "fresh.db")
-    assert table_checksums(sqlite_url(fresh)) == saved
+    assert table_checksums(sqlite_url(fresh.target)) == saved
+
+
+# --- the safety copy a restore keeps ----------------------------------------------------------
+
+SAFETY_COPY_NAME = re.compile(r"^live\.db\.before-restore-(\d{8}T\d{6}Z)(-\d+)?$")
+
+
+def run_ids_in(path: Path) -> set[str]:
+    """The run ids in a SQLite file, read with plain sqlite3 (no mangodb connection hooks)."""
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in connection.execute("SELECT run_id FROM training_runs")}
+    finally:
+        connection.close()
+
+
+def crashed_with_commits_in_the_wal(tmp_path: Path, live: Path) -> None:
+    """``live`` as a process that died left it: ``old`` in the file, ``in-wal`` only in -wal."""
+    work = tmp_path / "work.db"
+    writer = TrainingDB(sqlite_url(work))
+    writer.insert_run("old", None, {})
+    writer.dispose()  # the last connection checkpoints: "old" is in the database file
+    writer = TrainingDB(sqlite_url(work))
+    writer.insert_run("in-wal", None, {})  # committed, not checkpointed while writer is open
+    shutil.copyfile(work, live)
+    shutil.copyfile(f"{work}-wal", f"{live}-wal")
+    writer.dispose()
+    probe = tmp_path / "probe.db"
+    shutil.copyfile(live, probe)
+    assert run_ids_in(probe) == {"old"}  # without its -wal the file lacks the last commit
+
+
+def test_restore_keeps_a_timestamped_copy_of_the_database_it_replaces(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    backup_source = TrainingDB(sqlite_url(tmp_path / "other.db"))
+    backup_source.insert_run("from-the-backup", None, {})
+    backup_source.dispose()
+    backup = backup_sqlite(tmp_path / "other.db", tmp_path / "backup.db")
+    live = tmp_path / "live.db"
+    crashed_with_commits_in_the_wal(tmp_path, live)
+    caplog.set_level(logging.INFO, logger="training_db.transfer")
+
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    result = restore_sqlite(backup, sqlite_url(live))
+    after = dt.datetime.now(dt.timezone.utc)
+
+    assert result.target == live
+    assert result.safety_copy is not None and result.safety_copy.parent == tmp_path
+    match = SAFETY_COPY_NAME.match(result.safety_copy.name)
+    assert match is not None, result.safety_copy.name
+    stamp = dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+    assert before <= stamp <= after
+    # the copy holds the old database, its -wal commits included, as one self-contained file
+    assert run_ids_in(result.safety_copy) == {"old", "in-wal"}
+    assert integrity(result.safety_copy) == ["ok"]
+    assert not Path(f"{result.safety_copy}-wal").exists()
+    # the live file holds the backup
+    assert run_ids_in(live) == {"from-the-backup"}
+    assert table_checksums(sqlite_url(live)) == table_checksums(sqlite_url(backup))
+    assert str(result.safety_copy) in result.describe()
+    assert str(result.safety_copy) in caplog.text
+    assert not list(tmp_path.glob("*.partial"))
+
+    again = restore_sqlite(backup, live)  # within the same second, perhaps: another name
+    assert again.safety_copy is not None and again.safety_copy != result.safety_copy
+    assert run_ids_in(again.safety_copy) == {"from-the-backup"}
+    assert run_ids_in(result.safety_copy) == {"old", "in-wal"}
+
+
+def test_restore_onto_a_new_file_keeps_no_copy(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.db"
+    migrations.upgrade(sqlite_url(backup))
+    result = restore_sqlite(backup, tmp_path / "new" / "live.db")
+    assert result.safety_copy is None
+    assert "no database there before" in result.describe()
+    assert not list((tmp_path / "new").glob("*before-restore*"))
+
+
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """A full disk without a mount: no file of this process may grow past ``limit`` bytes.
+
+    ``RLIMIT_FSIZE`` makes such a write fail with EFBIG (SQLite: "disk I/O error"), as a
+    full disk fails it with ENOSPC; SIGXFSZ is ignored so that the write fails instead of
+    the process being killed.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_restore_replaces_nothing_when_the_copy_cannot_be_made(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.db"
+    migrations.upgrade(sqlite_url(backup))
+    live = tmp_path / "live.db"
+    database = TrainingDB(sqlite_url(live))
+    database.insert_run("old", None, {})
+    database.dispose()
+
+    with (
+        file_size_limit(live.stat().st_size // 2),
+        pytest.raises(
+            TransferError, match=r"could not keep a copy .*nothing was replaced"
+        ) as raised,
+    ):
+        restore_sqlite(backup, live)
+
+    assert "in use" not in str(raised.value) and "\n" not in str(raised.value)
+    assert run_ids_in(live) == {"old"}
+    assert integrity(live) == ["ok"]
+    assert not list(tmp_path.glob("*before-restore*")) and not list(tmp_path.glob("*.partial"))
+
+
+def test_a_restore_that_fails_midway_is_rolled_back_and_the_copy_kept(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.db"
+    filler = TrainingDB(sqlite_url(backup))
+    filler.insert_run("large", None, {"padding": "x" * 1_000_000})
+    filler.dispose()
+    live = tmp_path / "live.db"
+    database = TrainingDB(sqlite_url(live))
+    database.insert_run("old", None, {})
+    database.dispose()
+    # room for the copy of the small live database, not for the large backup
+    limit = (live.stat().st_size + backup.stat().st_size) // 2
+    assert live.stat().st_size < limit < backup.stat().st_size
+
+    with (
+        file_size_limit(limit),
+        pytest.raises(TransferError, match="rolled the restore back") as raised,
+    ):
+        restore_sqlite(backup, live)
+
+    assert "in use" not in str(raised.value)
+    assert run_ids_in(live) == {"old"}
+    assert integrity(live) == ["ok"]
+    copies = list(tmp_path.glob("live.db.before-restore-*"))
+    assert len(copies) == 1 and str(copies[0]) in str(raised.value)
+    assert run_ids_in(copies[0]) == {"old"}
+
+
+def test_restore_refused_in_use_keeps_no_copy(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.db"
+    migrations.upgrade(sqlite_url(backup))
+    live = TrainingDB(sqlite_url(tmp_path / "live.db"))
+    live.insert_run("still-open", None, {})
+    with pytest.raises(TransferError, match="in use"):
+        restore_sqlite(backup, tmp_path / "live.db")
+    live.dispose()
+    assert not list(tmp_path.glob("live.db.before-restore*"))
+    assert run_ids_in(tmp_path / "live.db") == {"still-open"}
+
+
+def test_cli_restore_says_where_the_old_database_is(db_url: URL, tmp_path: Path) -> None:
+    url = db_url.render_as_string(hide_password=False)
+    database = TrainingDB(db_url)
+    database.insert_run("in-the-backup", None, {})
+    database.dispose()
+    backup = tmp_path / "backup.db"
+    if db_url.get_backend_name() != "sqlite":
+        backup.write_bytes(b"")
+        result = CliRunner().invoke(main, ["--url", url, "restore", str(backup)])
+        assert result.exit_code == 1
+        assert result.stderr.strip() == (
+            "error: restore writes a SQLite file; for PostgreSQL use pg_restore"
+        )
+        assert not list(tmp_path.glob("*before-restore*"))
+        return
+    assert CliRunner().invoke(main, ["--url", url, "backup", str(backup)]).exit_code == 0
+    database = TrainingDB(db_url)
+    database.insert_run("after-the-backup", None, {})
+    database.dispose()
+
+    result = CliRunner().invoke(main, ["--url", url, "restore", str(backup)])
+
+    assert result.exit_code == 0, result.output
+    kept = re.search(r"the database it replaced is kept at (\S+)", result.stdout)
+    assert kept is not None, result.stdout
+    copy = Path(kept.group(1))
+    assert copy.name.startswith(f"{Path(str(db_url.database)).name}.before-restore-")
+    assert {"in-the-backup", "after-the-backup"} <= run_ids_in(copy)
+    assert "after-the-backup" not in run_ids_in(Path(str(db_url.database)))

@@ -32,7 +32,7 @@ from training_db.filters import MAX_LIMIT, parse_timestamp
 from training_db.models import TrainingRun
 from training_db.plots import sparkline
 from training_db.runs import RunDict
-from training_db.settings import safe_url
+from training_db.settings import resolve_url, safe_url
 from training_db.transfer import (
     DEFAULT_BATCH_SIZE,
     CopyProgress,
@@ -90,7 +90,9 @@ class Context:
     @property
     def db(self) -> TrainingDB:
         if self._db is None:
-            self._db = TrainingDB(self.url)
+            # Resolved here so that a bad URL's error names --url rather than an argument.
+            url = None if self.url is None else resolve_url(self.url, source="--url")
+            self._db = TrainingDB(url)
         return self._db
 
 
@@ -796,6 +798,8 @@ def copy(context: Context, source: str, target: str, merge: bool, batch_size: in
       training-db copy --from sqlite:///$HOME/.local/share/mangodb/training_runs.db \
                        --to postgresql://trainingadmin@rds-host/trainingruns?sslmode=require
     """
+    source_url = resolve_url(source, source="--from")
+    target_url = resolve_url(target, source="--to")
     with Progress(console=context.out, transient=True) as bar:
         tasks: dict[tuple[str, str], TaskID] = {}
 
@@ -805,7 +809,9 @@ def copy(context: Context, source: str, target: str, merge: bool, batch_size: in
                 tasks[key] = bar.add_task(f"{step.phase} {step.table}", total=step.total)
             bar.update(tasks[key], completed=step.done, total=step.total)
 
-        report = copy_database(source, target, merge=merge, batch_size=batch_size, progress=advance)
+        report = copy_database(
+            source_url, target_url, merge=merge, batch_size=batch_size, progress=advance
+        )
     context.out.print(report.format(), markup=False)
     if not report.ok:
         _fail("the copy does not match its source (see the table above)")
@@ -940,10 +946,16 @@ def import_wandb(context: Context, paths: Sequence[str], dry_run: bool) -> None:
 def restore(context: Context, backup_file: str) -> None:
     """Put a backup made by `training-db backup` back as the SQLite database.
 
-    Refused while another process has the database open: stop the training processes first.
+    The database it replaces is first kept beside it as
+    <database>.before-restore-<UTC timestamp>; the output says where. Refused while another
+    process has the database open: stop the training processes first.
     """
     if context.db.url.get_backend_name() != "sqlite":
         raise ValueError("restore writes a SQLite file; for PostgreSQL use pg_restore")
     context.db.dispose()
-    written = restore_sqlite(backup_file, context.db.url)
-    context.out.print(f"restored {backup_file} to {written}")
+    result = restore_sqlite(backup_file, context.db.url)
+    context.out.print(f"restored {backup_file} to {result.target}", markup=False)
+    if result.safety_copy is None:
+        context.out.print("there was no database there before: no copy kept", markup=False)
+    else:
+        context.out.print(f"the database it replaced is kept at {result.safety_copy}", markup=False)

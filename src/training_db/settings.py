@@ -1,18 +1,23 @@
 """Where the database is and how to connect to it.
 
 One function resolves the connection URL from (in order) an explicit argument, the
-``TRAINING_DB_*`` environment variables, and the embedded SQLite default; one function makes
-the engine for it. Each backend quirk is one small named function.
+``TRAINING_DB_*`` environment variables, and the embedded SQLite default, and checks it
+before anything connects; one function makes the engine for it. Each backend quirk is one
+small named function. One function, `mask_password`, takes the password out of any URL-like
+text: every message this package builds from a URL goes through it.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from training_db.errors import DatabaseNotFoundError, DatabaseUnavailableError, InvalidArgumentError
@@ -22,6 +27,22 @@ DEFAULT_SQLITE_BUSY_TIMEOUT_S = 15.0
 DEFAULT_CONNECT_TIMEOUT_S = 10
 DEFAULT_SQLITE_SYNCHRONOUS = "FULL"
 SQLITE_SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+# The backends and drivers mangodb installs and is tested on; a bare dialect means the first.
+SUPPORTED_DRIVERS: Final = {"sqlite": ("pysqlite",), "postgresql": ("psycopg2",)}
+URL_SHAPE: Final = "dialect[+driver]://user:password@host[:port]/database"
+VALID_URLS: Final = (
+    "sqlite:///PATH (a file), sqlite:// (in memory), or "
+    "postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE (driver psycopg2: the same as "
+    "postgresql+psycopg2://)"
+)
+PERCENT_ENCODING_HINT: Final = (
+    "percent-encode @ : / % # ? in a user name or password (%40 %3A %2F %25 %23 %3F)"
+)
+MASK: Final = "***"
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+._-]{0,39}")
+# libpq also takes the password as a query parameter: ?password=... or ?sslpassword=...
+_QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?password=)[^&]*", re.IGNORECASE)
 
 
 def default_sqlite_path(env: Mapping[str, str] | None = None) -> Path:
@@ -35,23 +56,126 @@ def default_sqlite_path(env: Mapping[str, str] | None = None) -> Path:
     return Path(data_home) / "mangodb" / DEFAULT_DB_FILENAME
 
 
-def resolve_url(url: str | URL | None = None, env: Mapping[str, str] | None = None) -> URL:
+def resolve_url(
+    url: str | URL | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    source: str = "the url argument",
+) -> URL:
     """Resolve the database URL: explicit > TRAINING_DB_URL > TRAINING_DB_HOST > PATH > default.
 
     ``TRAINING_DB_HOST`` selects PostgreSQL (psycopg2) with ``TRAINING_DB_PORT`` (5432),
     ``TRAINING_DB_NAME``, ``TRAINING_DB_USER``, ``TRAINING_DB_PASSWORD`` and an optional
     ``TRAINING_DB_SSLMODE`` (``require`` for RDS). ``TRAINING_DB_PATH`` selects a SQLite file.
+
+    The URL is checked here, before anything connects: one that does not parse, a bad port,
+    or a dialect or driver other than SQLite and PostgreSQL through psycopg2 raises
+    `InvalidArgumentError` naming where it came from (``source`` for ``url``, e.g.
+    ``"--url"``; else the variable) and the valid forms, never the password.
     """
     env = os.environ if env is None else env
     if url is not None:
-        return _with_default_driver(make_url(url))
+        return _checked_url(url, source)
     if env.get("TRAINING_DB_URL"):
-        return _with_default_driver(make_url(env["TRAINING_DB_URL"]))
+        return _checked_url(env["TRAINING_DB_URL"], "TRAINING_DB_URL")
     if env.get("TRAINING_DB_HOST"):
         return _postgres_url_from_env(env)
     if env.get("TRAINING_DB_PATH"):
         return sqlite_url(Path(env["TRAINING_DB_PATH"]).expanduser())
     return sqlite_url(default_sqlite_path(env))
+
+
+def _checked_url(url: str | URL, source: str) -> URL:
+    """``url`` parsed, with the default driver, checked as `resolve_url` describes."""
+    parsed = _parse_url(url, source)
+    _check_dialect(parsed, source)
+    _check_parts(parsed, source, url.count("@") if isinstance(url, str) else 0)
+    return _with_default_driver(parsed)
+
+
+def _parse_url(url: str | URL, source: str) -> URL:
+    if isinstance(url, URL):
+        return url
+    if not isinstance(url, str):
+        raise InvalidArgumentError(
+            f"{source} must be a URL string or a sqlalchemy URL, got {type(url).__name__}; "
+            f"use {VALID_URLS}"
+        )
+    try:
+        return make_url(url)
+    # Neither error's text is shown: it quotes the URL's text, which may hold the password.
+    except ArgumentError:
+        why = "it cannot be parsed"
+    except ValueError:  # SQLAlchemy's int() of what stands after the host's ':'
+        why = (
+            "its port is not a number (with no '@host' part, the password after 'user:' "
+            f"reads as a port); {PERCENT_ENCODING_HINT}"
+        )
+    raise InvalidArgumentError(_invalid(source, url, why))
+
+
+def _invalid(source: str, text: str, why: str) -> str:
+    """The one-line message for a URL that is not valid: it shows the scheme, nothing more."""
+    scheme = _scheme(text)
+    shown = f"scheme {scheme!r}" if scheme else "no 'dialect://' at its start"
+    hint = "" if scheme else "; for a SQLite file use sqlite:///PATH or TRAINING_DB_PATH"
+    return f"{source} is not a valid database URL ({shown}): {why}; expected {URL_SHAPE}{hint}"
+
+
+def _scheme(text: str) -> str | None:
+    scheme, separator, _ = text.partition("://")
+    return scheme if separator and _SCHEME.fullmatch(scheme) else None
+
+
+def _check_dialect(url: URL, source: str) -> None:
+    """SQLite (pysqlite) or PostgreSQL (psycopg2) only: those are installed and tested."""
+    backend, _, driver = url.drivername.partition("+")
+    drivers = SUPPORTED_DRIVERS.get(backend)
+    if drivers is not None:
+        if driver and driver not in drivers:
+            raise InvalidArgumentError(
+                f"{source} names the driver {driver!r} for {backend}, which mangodb does not "
+                f"support; valid: {VALID_URLS}"
+            )
+        return
+    what = "which mangodb does not support" if _sqlalchemy_knows(url) else "unknown to SQLAlchemy"
+    close = difflib.get_close_matches(backend, SUPPORTED_DRIVERS, n=1, cutoff=0.6)
+    hint = f" (use {close[0]}:// instead)" if close else ""
+    raise InvalidArgumentError(
+        f"{source} names the database dialect {backend!r}, {what}{hint}; valid: {VALID_URLS}"
+    )
+
+
+def _sqlalchemy_knows(url: URL) -> bool:
+    """Whether SQLAlchemy has the dialect (loads its class; does not import a driver)."""
+    try:
+        url.get_dialect()
+    except (NoSuchModuleError, ArgumentError, ImportError):
+        return False
+    return True
+
+
+def _check_parts(url: URL, source: str, at_signs: int) -> None:
+    """What parses but cannot be meant, checked without showing the parts themselves.
+
+    ``at_signs`` is the number of ``@`` in the URL's text (0 for a URL object).
+    """
+    text = url.drivername + "://"
+    if url.port is not None and not 0 < url.port < 65536:
+        raise InvalidArgumentError(_invalid(source, text, "its port is not in 1..65535"))
+    if url.get_backend_name() != "postgresql":
+        return
+    if at_signs > 1 or (url.host and "@" in url.host):
+        # postgresql://user:p@ss@host/db: SQLAlchemy ends the password at the first '@', so
+        # the rest of the password would become the host name or the database name, and
+        # libpq's error would show it. An '@' in a database name must be written %40.
+        raise InvalidArgumentError(
+            _invalid(source, text, f"it has more than one '@'; {PERCENT_ENCODING_HINT}")
+        )
+    if url.password and not url.username:
+        raise InvalidArgumentError(
+            _invalid(source, text, "it has a password but no user name before the ':'")
+        )
 
 
 def _with_default_driver(url: URL) -> URL:
@@ -73,27 +197,63 @@ def _postgres_url_from_env(env: Mapping[str, str]) -> URL:
     query: dict[str, str] = {}
     if env.get("TRAINING_DB_SSLMODE"):
         query["sslmode"] = env["TRAINING_DB_SSLMODE"]
+    host = env["TRAINING_DB_HOST"]
+    if "@" in host or "/" in host:
+        # Not echoed: a URL or user:password@host put here would show its password.
+        raise InvalidArgumentError(
+            "TRAINING_DB_HOST must be a host name or address, without '@' or '/'; put a URL "
+            "in TRAINING_DB_URL, or the user and password in TRAINING_DB_USER and "
+            "TRAINING_DB_PASSWORD"
+        )
     port = env.get("TRAINING_DB_PORT") or "5432"
     try:
         port_number = int(port)
     except ValueError:
+        port_number = 0
+    if not 0 < port_number < 65536:
         raise InvalidArgumentError(
-            f"TRAINING_DB_PORT must be a port number, got {port!r}"
-        ) from None
+            f"TRAINING_DB_PORT must be a port number in 1..65535, got {port!r}"
+        )
     return URL.create(
         "postgresql+psycopg2",
         username=env.get("TRAINING_DB_USER") or None,
         password=env.get("TRAINING_DB_PASSWORD") or None,
-        host=env["TRAINING_DB_HOST"],
+        host=host,
         port=port_number,
         database=env.get("TRAINING_DB_NAME") or "trainingruns",
         query=query,
     )
 
 
+def mask_password(text: str) -> str:
+    """URL-like ``text`` with its password replaced by ``***``; safe for any text.
+
+    The password is everything between the ``:`` that ends the user name and the *last*
+    ``@`` (so an unencoded ``@``, ``/`` or ``:`` in it is masked too); the scheme, the user
+    name and the host part stay. A ``password=`` query parameter is masked as well. Text
+    that does not parse as a URL is not echoed beyond its scheme (``postgresql://***``), as
+    its password cannot be located.
+    """
+    scheme = _scheme(text)
+    try:
+        make_url(text)
+    except (ArgumentError, ValueError):
+        return f"{scheme}://{MASK}" if scheme else MASK
+    if scheme is None:  # parsed, with a scheme not echoed (SQLAlchemy's takes non-ASCII)
+        return MASK
+    rest = _QUERY_PASSWORD.sub(rf"\g<1>{MASK}", text[len(scheme) + 3 :])
+    userinfo, at, host_part = rest.rpartition("@")
+    if not at or rest.startswith("/"):  # no user part: a path (sqlite:///a@b.db) keeps its @
+        return f"{scheme}://{rest}"
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':' + MASK if colon else ''}@{host_part}"
+
+
 def safe_url(url: URL | str) -> str:
     """The URL as text with its password masked: the only form that goes into output."""
-    return make_url(url).render_as_string(hide_password=True)
+    if isinstance(url, URL):
+        return mask_password(url.render_as_string(hide_password=True))
+    return mask_password(url)
 
 
 def is_sqlite(url: URL) -> bool:

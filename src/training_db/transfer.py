@@ -9,8 +9,9 @@ kept, and PostgreSQL's id sequences are moved past them. At the end every table 
 row counts, and a checksum computed the same way on both sides (:func:`row_text`).
 
 :func:`backup_sqlite` and :func:`restore_sqlite` use SQLite's online backup API, which is
-safe while training processes are writing. For PostgreSQL use ``pg_dump -Fc`` and
-``pg_restore`` (see the migrations guide).
+safe while training processes are writing; a restore first keeps a timestamped copy of the
+database it replaces. For PostgreSQL use ``pg_dump -Fc`` and ``pg_restore`` (see the
+migrations guide).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -48,6 +51,9 @@ from training_db.types import UTCDateTime
 DEFAULT_BATCH_SIZE: Final = 500
 MAX_EXAMPLES: Final = 5
 SQLITE_BUSY_TIMEOUT_S: Final = 15.0
+SAFETY_COPY_INFIX: Final = ".before-restore-"
+
+logger = logging.getLogger(__name__)
 
 
 class TransferError(TrainingDBError):
@@ -277,8 +283,8 @@ def copy_database(
     """
     if batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
-    source = resolve_url(source_url)
-    target = resolve_url(target_url)
+    source = resolve_url(source_url, source="source_url")
+    target = resolve_url(target_url, source="target_url")
     if source == target:
         raise TransferError(f"the source and the target are the same database: {safe_url(source)}")
     for url in (source, target):
@@ -504,16 +510,18 @@ def table_checksums(
 # --- SQLite backups ----------------------------------------------------------------------------
 
 
-def _sqlite_path(url_or_path: str | os.PathLike[str] | URL) -> Path:
+def _sqlite_path(url_or_path: str | os.PathLike[str] | URL, argument: str) -> Path:
     if isinstance(url_or_path, URL) or (isinstance(url_or_path, str) and "://" in url_or_path):
-        url = resolve_url(url_or_path)
+        url = resolve_url(url_or_path, source=argument)
         if not is_sqlite(url):
             raise InvalidArgumentError(
-                f"{safe_url(url)} is not a SQLite database; back PostgreSQL up with "
+                f"{argument} {safe_url(url)} is not a SQLite database; back PostgreSQL up with "
                 "`pg_dump -Fc` (see the migrations guide)"
             )
         if is_memory_sqlite(url):
-            raise InvalidArgumentError("an in-memory SQLite database has no file to back up")
+            raise InvalidArgumentError(
+                f"{argument}: an in-memory SQLite database has no file to back up or restore"
+            )
         assert url.database is not None
         return Path(url.database).expanduser()
     return Path(url_or_path).expanduser()
@@ -533,7 +541,7 @@ def backup_sqlite(
     and then renamed into place, so ``destination`` is never a half-written file. An
     existing ``destination`` is refused unless ``overwrite``. Returns its path.
     """
-    source_path = _sqlite_path(source)
+    source_path = _sqlite_path(source, "source")
     destination_path = Path(destination).expanduser()
     if not source_path.is_file():
         raise FileNotFoundError(f"no SQLite database at {source_path}")
@@ -543,33 +551,85 @@ def backup_sqlite(
         if not overwrite:
             raise FileExistsError(f"{destination_path} exists; choose another name or overwrite")
     destination_path.parent.mkdir(parents=True, exist_ok=True)
+    with _sqlite(source_path) as origin:
+        _write_snapshot(origin, destination_path, check=True)
+    return destination_path
+
+
+def _write_snapshot(
+    origin: sqlite3.Connection, destination: Path, *, check: bool, mode: int | None = None
+) -> None:
+    """The database of ``origin`` as a self-contained file at ``destination``, all or nothing.
+
+    Written through the backup API (one consistent snapshot, the ``-wal`` included) into a
+    temporary file beside ``destination``, synced to disk, then renamed into place and the
+    folder synced, so that ``destination`` is either absent or complete, even after a crash.
+    ``check`` runs ``PRAGMA integrity_check`` on the copy first; ``mode`` sets its
+    permission bits (else those of a temporary file: the owner's only).
+    """
     handle, partial_name = tempfile.mkstemp(
-        prefix=f".{destination_path.name}.", suffix=".partial", dir=destination_path.parent
+        prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent
     )
     os.close(handle)
     partial = Path(partial_name)
     try:
-        with _sqlite(source_path) as origin, _sqlite(partial) as copy:
+        with _sqlite(partial) as copy:
             origin.backup(copy)
             copy.execute("PRAGMA journal_mode = DELETE")
-            _require_intact(copy, partial)
-        os.replace(partial, destination_path)
+            if check:
+                _require_intact(copy, partial)
+        if mode is not None:
+            os.chmod(partial, mode)
+        _fsync(partial)
+        os.replace(partial, destination)
+        _fsync(destination.parent)
     finally:
         partial.unlink(missing_ok=True)
-    return destination_path
 
 
-def restore_sqlite(backup: str | os.PathLike[str], target: str | os.PathLike[str] | URL) -> Path:
-    """Put the database in the file ``backup`` back at ``target``; returns the target path.
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') writes to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What :func:`restore_sqlite` did: the file it wrote, and where the old one was kept.
+
+    ``safety_copy`` is the copy of the database that was at ``target`` before, named
+    ``<target>.before-restore-<UTC timestamp>`` beside it; ``None`` when there was none.
+    """
+
+    target: Path
+    safety_copy: Path | None
+
+    def describe(self) -> str:
+        """One line for people: where the backup went and where the old database is."""
+        if self.safety_copy is None:
+            return f"restored to {self.target} (there was no database there before)"
+        return f"restored to {self.target}; the database it replaced is kept at {self.safety_copy}"
+
+
+def restore_sqlite(
+    backup: str | os.PathLike[str], target: str | os.PathLike[str] | URL
+) -> RestoreResult:
+    """Put the database in the file ``backup`` back at ``target``, keeping the one replaced.
 
     The backup is checked first (``PRAGMA integrity_check``). An existing target is refused
     while any other connection has it open (stop the training processes first): SQLite can
     only leave WAL mode, which every connection mangodb makes turns on, when no other
-    connection is open; that is the test. The target is then overwritten through the backup
-    API, so its ``-wal`` and ``-shm`` files stay consistent.
+    connection is open; that is the test. The database at ``target`` is then copied, whole
+    and durably, to ``<target>.before-restore-<UTC timestamp>`` (see `RestoreResult`); if
+    that copy cannot be made, nothing is replaced and `TransferError` says why. Only then is
+    the target overwritten through the backup API, so its ``-wal`` and ``-shm`` files stay
+    consistent. A target that does not exist yet is created, and no copy is made.
     """
     backup_path = Path(backup).expanduser()
-    target_path = _sqlite_path(target)
+    target_path = _sqlite_path(target, "target")
     if not backup_path.is_file():
         raise FileNotFoundError(f"no backup at {backup_path}")
     if target_path.exists() and target_path.resolve() == backup_path.resolve():
@@ -577,19 +637,74 @@ def restore_sqlite(backup: str | os.PathLike[str], target: str | os.PathLike[str
     with _sqlite(backup_path, read_only=True) as origin:
         _require_intact(origin, backup_path)
         target_path.parent.mkdir(parents=True, exist_ok=True)
+        existed = target_path.exists()  # before connecting, which creates the file
         with _sqlite(target_path, timeout=0.0) as restored:
             try:
-                # Leaving WAL mode needs every other connection closed: the in-use test.
+                # Leaving WAL mode needs every other connection closed: the in-use test. It
+                # also moves the -wal file's commits into the database file.
                 restored.execute("PRAGMA journal_mode = DELETE")
+            except sqlite3.DatabaseError as exc:
+                raise _refused(target_path, exc, "nothing was replaced") from exc
+            safety_copy = _keep_safety_copy(restored, target_path) if existed else None
+            try:
                 origin.backup(restored)
-            except sqlite3.OperationalError as exc:
-                raise TransferError(
-                    f"the database at {target_path} is in use ({exc}); stop the processes "
-                    "that have it open, then restore again"
-                ) from exc
+            except sqlite3.DatabaseError as exc:
+                kept = "" if safety_copy is None else f"; a copy of it is kept at {safety_copy}"
+                outcome = f"SQLite rolled the restore back, so the database is as it was{kept}"
+                raise _refused(target_path, exc, outcome) from exc
             restored.execute("PRAGMA journal_mode = WAL")
             _require_intact(restored, target_path)
-    return target_path
+    result = RestoreResult(target_path, safety_copy)
+    logger.info("restored %s: %s", backup_path, result.describe())
+    return result
+
+
+def _refused(target: Path, exc: sqlite3.Error, outcome: str) -> TransferError:
+    """Why a restore could not go on, and what state it left (``outcome``)."""
+    if _is_busy(exc):
+        return TransferError(
+            f"the database at {target} is in use ({exc}); stop the processes that have it "
+            f"open, then restore again ({outcome})"
+        )
+    if "file is not a database" in str(exc).lower():
+        return TransferError(
+            f"{target} is not a SQLite database ({exc}); {outcome}: move it away, then "
+            "restore again"
+        )
+    return TransferError(f"could not restore into {target} ({exc}); {outcome}")
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds the database (SQLITE_BUSY or SQLITE_LOCKED), not a failure."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return code & 0xFF in (5, 6)
+    return any(word in str(exc).lower() for word in ("database is locked", "is busy"))
+
+
+def _keep_safety_copy(live: sqlite3.Connection, target: Path) -> Path:
+    """Copy the database about to be replaced to ``<target>.before-restore-<UTC time>``.
+
+    The copy is faithful rather than checked: a damaged database is what a restore most often
+    replaces, and it must be kept as it was.
+    """
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    copy = target.with_name(f"{target.name}{SAFETY_COPY_INFIX}{stamp}")
+    counter = 1
+    while copy.exists():  # two restores within one second
+        counter += 1
+        copy = target.with_name(f"{target.name}{SAFETY_COPY_INFIX}{stamp}-{counter}")
+    try:
+        # The copy keeps the database's permissions, so that it can be put back by renaming.
+        _write_snapshot(live, copy, check=False, mode=stat.S_IMODE(target.stat().st_mode))
+    except (sqlite3.Error, OSError) as exc:
+        raise TransferError(
+            f"could not keep a copy of {target} before replacing it ({exc}); nothing was "
+            "replaced: free some space or fix the folder's permissions, or move the database "
+            "away yourself, then restore again"
+        ) from exc
+    logger.info("kept a copy of %s at %s before restoring over it", target, copy)
+    return copy
 
 
 @contextmanager
