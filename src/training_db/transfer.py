@@ -36,7 +36,7 @@ from training_db.errors import InvalidArgumentError, SchemaVersionError, Trainin
 from training_db.models import Base
 from training_db.sequences import reset_sequences
 from training_db.settings import is_memory_sqlite, is_sqlite, make_engine, resolve_url, safe_url
-from training_db.types import UTCDateTime
+from training_db.types import Float64, UTCDateTime
 
 DEFAULT_BATCH_SIZE: Final = 500
 MAX_EXAMPLES: Final = 5
@@ -186,7 +186,7 @@ def _canonical(column: sa.Column[Any], value: Any) -> Any:
         return value.astimezone(dt.timezone.utc).isoformat()
     if isinstance(column.type, sa.LargeBinary):
         return bytes(value).hex()
-    if isinstance(column.type, sa.Float):
+    if isinstance(column.type, (sa.Float, Float64)):
         return float(value)
     if isinstance(column.type, sa.Integer):
         return int(value)

@@ -130,6 +130,10 @@ class Float64(TypeDecorator[float]):
     impl = Double()
     cache_ok = True
 
+    @property
+    def python_type(self) -> type[float]:
+        return float
+
     def bind_processor(self, dialect: Dialect) -> Any:
         """Overridden (instead of ``process_bind_param``) so that drivers other than psycopg2
         pay nothing per value; the implementation type's own processor still runs."""
