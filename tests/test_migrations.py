@@ -15,7 +15,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import URL
 
 from training_db import SchemaVersionError, TrainingDB, migrations
+from training_db.migrations import DataLossError
 from training_db.models import Base
+from training_db.types import JSONDocument
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -213,3 +215,160 @@ def test_alembic_command_line_targets_the_same_database(tmp_path: Path) -> None:
     with engine.connect() as connection:
         assert migrations.current_revision(connection) == migrations.head_revision()
     engine.dispose()
+
+
+# --- 64-bit integers (revision 0007) ------------------------------------------------------------
+
+# Integer columns that stay 32-bit on purpose, besides the surrogate keys (see revision 0007):
+# the number of points of one series, all of which one log_history call holds in memory.
+BOUNDED_COUNTS = {("run_history", "num_points")}
+USER_INTEGER_COLUMNS = (
+    "batch_size",
+    "num_gpus",
+    "num_objectives",
+    "num_scaffolds",
+    "gradient_accumulation_steps",
+    "warmup_steps",
+    "num_epochs",
+    "max_steps",
+    "seed",
+    "lora_rank",
+    "num_generations",
+    "total_training_steps",
+)
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _is_surrogate_key(column: sa.Column[object]) -> bool:
+    """A number the database hands out (an autoincrement key), or a foreign key to one."""
+    if column is column.table.autoincrement_column:
+        return True
+    return any(_is_surrogate_key(key.column) for key in column.foreign_keys)
+
+
+def column_types(url: URL, table: str) -> dict[str, str]:
+    engine = sa.create_engine(url)
+    try:
+        return {
+            column["name"]: str(column["type"]) for column in sa.inspect(engine).get_columns(table)
+        }
+    finally:
+        engine.dispose()
+
+
+def test_every_integer_column_holding_user_values_is_64_bit_on_postgresql(
+    pg_empty_url: URL,
+) -> None:
+    """Any integer column of the models that is not a surrogate key is BIGINT once migrated,
+    so a column added later cannot bring a 32-bit limit back."""
+    migrations.upgrade(pg_empty_url)
+    checked = []
+    for table in Base.metadata.sorted_tables:
+        migrated = column_types(pg_empty_url, table.name)
+        for column in table.columns:
+            if not isinstance(column.type, sa.Integer) or _is_surrogate_key(column):
+                continue
+            if (table.name, column.name) in BOUNDED_COUNTS:
+                assert migrated[column.name] == "INTEGER"
+                continue
+            assert migrated[column.name] == "BIGINT", f"{table.name}.{column.name}"
+            checked.append(f"{table.name}.{column.name}")
+    assert {f"training_runs.{name}" for name in USER_INTEGER_COLUMNS} <= set(checked)
+
+
+def _run_rows(url: URL) -> dict[str, dict[str, object]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(f"SELECT run_id, {', '.join(USER_INTEGER_COLUMNS)} FROM training_runs")
+            ).mappings()
+            return {row["run_id"]: dict(row) for row in rows}
+    finally:
+        engine.dispose()
+
+
+def _insert_runs(url: URL, rows: dict[str, dict[str, object]]) -> None:
+    """Runs as code at 0006/0007 writes them (Core, no models): ``{run_id: values}``."""
+    runs = sa.table(
+        "training_runs",
+        *(sa.column(name) for name in ("run_id", "status", "created_at", "created_at_db")),
+        sa.column("updated_at_db"),
+        sa.column("config_json", JSONDocument()),
+        *(sa.column(name) for name in USER_INTEGER_COLUMNS),
+    )
+    now = sa.func.current_timestamp()
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            for run_id, values in rows.items():
+                connection.execute(
+                    sa.insert(runs).values(
+                        run_id=run_id,
+                        status="completed",
+                        created_at=now,
+                        created_at_db=now,
+                        updated_at_db=now,
+                        **values,
+                    )
+                )
+    finally:
+        engine.dispose()
+
+
+def test_0007_widens_with_data_and_narrows_only_what_fits(empty_url: URL) -> None:
+    """Data written at 0006 survives 0007; a value beyond 32 bits makes the PostgreSQL
+    downgrade refuse (nothing changed) until data loss is allowed, which empties just it."""
+    sqlite = empty_url.get_backend_name() == "sqlite"
+    migrations.upgrade(empty_url, "0006")
+    written: dict[str, dict[str, object]] = {
+        "edges": {
+            name: INT32_MAX if index % 2 else INT32_MIN
+            for index, name in enumerate(USER_INTEGER_COLUMNS)
+        }
+    }
+    if sqlite:  # code at 0006 on SQLite already stores 64-bit values
+        written["wide"] = {"seed": 2**40, "total_training_steps": -(2**62)}
+    _insert_runs(empty_url, written)
+
+    migrations.upgrade(empty_url, "0007")
+    assert current(empty_url) == "0007"
+    for run_id, values in written.items():
+        assert {k: v for k, v in _run_rows(empty_url)[run_id].items() if k in values} == values
+    expected_type = "INTEGER" if sqlite else "BIGINT"
+    types = column_types(empty_url, "training_runs")
+    assert {types[name] for name in USER_INTEGER_COLUMNS} == {expected_type}
+    big = {"seed": 2**31, "total_training_steps": 2**33, "config_json": {"seed": 2**31}}
+    _insert_runs(empty_url, {"big": big})
+    before = _run_rows(empty_url)
+    assert (before["big"]["seed"], before["big"]["total_training_steps"]) == (2**31, 2**33)
+
+    if sqlite:  # nothing was widened, so nothing is narrowed: every value stays
+        migrations.downgrade(empty_url, "0006")
+        assert current(empty_url) == "0006"
+        assert _run_rows(empty_url) == before
+        return
+
+    with pytest.raises(DataLossError) as refused:
+        migrations.downgrade(empty_url, "0006")
+    message = str(refused.value)
+    assert "revision 0007 would delete" in message
+    assert "seed of 1 rows of training_runs" in message
+    assert "total_training_steps of 1 rows of training_runs" in message
+    assert "batch_size" not in message  # 2**31 - 1 and -2**31 fit
+    assert current(empty_url) == "0007"
+    assert _run_rows(empty_url) == before
+
+    migrations.downgrade(empty_url, "0006", allow_data_loss=True)
+    assert current(empty_url) == "0006"
+    types = column_types(empty_url, "training_runs")
+    assert {types[name] for name in USER_INTEGER_COLUMNS} == {"INTEGER"}
+    after = _run_rows(empty_url)
+    assert after["edges"] == before["edges"]
+    assert after["big"] == {**before["big"], "seed": None, "total_training_steps": None}
+    migrations.upgrade(empty_url)
+    database = TrainingDB(empty_url)
+    run = database.get_run("big")
+    database.dispose()
+    assert run is not None and run["seed"] is None
+    assert run["config"] == {"seed": 2**31}  # the document keeps it

@@ -154,13 +154,28 @@ def write_0005(connection: Connection) -> None:
     )
 
 
+BEYOND_32_BITS = {"seed": 2**31, "total_training_steps": -(2**40)}
+
+
+def write_0007(connection: Connection) -> None:
+    runs = _runs("run_id", *BEYOND_32_BITS)
+    connection.execute(sa.update(runs).where(runs.c.run_id == "r0001").values(**BEYOND_32_BITS))
+
+
 WRITERS: dict[str, Callable[[Connection], None]] = {
     "0001": write_0001,
     "0002": write_0002,
     "0003": write_0003,
     "0004": write_0004,
     "0005": write_0005,
+    "0007": write_0007,
 }
+
+
+def downgrade_refuses(revision: str, url: URL) -> bool:
+    """Whether going below ``revision`` with its rows present refuses on this backend: 0007
+    narrows integers on PostgreSQL only (SQLite's INTEGER is 64-bit at every revision)."""
+    return revision in WRITERS and (revision != "0007" or url.get_backend_name() != "sqlite")
 
 
 # --- what must still be there at each revision -------------------------------------------------
@@ -200,12 +215,19 @@ def check_0005(connection: Connection) -> None:
     assert stamp.scalar_one() == CREATED
 
 
+def check_0007(connection: Connection) -> None:
+    runs = _runs("run_id", *BEYOND_32_BITS)
+    row = connection.execute(sa.select(runs).where(runs.c.run_id == "r0001")).one()
+    assert row._asdict() == {"run_id": "r0001", **BEYOND_32_BITS}
+
+
 CHECKS: dict[str, Callable[[Connection], None]] = {
     "0001": check_0001,
     "0002": check_0002,
     "0003": check_0003,
     "0004": check_0004,
     "0005": check_0005,
+    "0007": check_0007,
 }
 
 
@@ -257,6 +279,8 @@ def check_at_head_through_the_api(url: URL) -> None:
     )
     if "0005" in revisions_in_order():
         assert old["last_heartbeat_at"] == CREATED
+    if "0007" in revisions_in_order():
+        assert (old["seed"], old["total_training_steps"]) == tuple(BEYOND_32_BITS.values())
     database.dispose()
 
 
@@ -273,7 +297,7 @@ def test_every_revision_up_and_down_with_data(empty_url: URL) -> None:
     for position in range(len(order) - 1, -1, -1):
         revision = order[position]
         below = order[position - 1] if position else "base"
-        if revision in WRITERS:
+        if downgrade_refuses(revision, empty_url):
             # its rows are there, so going below it would delete them: refused, nothing changed
             with pytest.raises(DataLossError, match=rf"revision {revision} would delete"):
                 migrations.downgrade(empty_url, below)

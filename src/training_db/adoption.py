@@ -44,7 +44,7 @@ from training_db.errors import SchemaVersionError
 from training_db.extraction import EXTRACTED_COLUMNS, backfill_extracted_columns
 from training_db.models import Base
 from training_db.sequences import reset_sequences
-from training_db.types import JSONDocument, UTCDateTime, as_utc
+from training_db.types import Float64, JSONDocument, UTCDateTime, as_utc
 
 # Where the old tables wait while the new ones are filled: a schema on PostgreSQL (indexes,
 # constraints and sequences move with the table, so no name can clash); a prefix on SQLite.
@@ -216,7 +216,7 @@ def legacy_value(type_: sa.types.TypeEngine[Any], value: Any) -> Any:
         # what the column would refuse on insert (a lone surrogate, a NUL in a key), now
         jsoncodec.encode_document(jsoncodec.to_jsonable(document))
         return document
-    if isinstance(type_, sa.Float):
+    if isinstance(type_, (sa.Float, Float64)):
         number = _number(value)
         return None if math.isnan(number) else number
     if isinstance(type_, sa.Integer):

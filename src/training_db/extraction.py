@@ -4,7 +4,7 @@
 A key is looked up in ``config['training']`` first, then at the top level, then in the
 other top-level sections in their order; the first scalar found wins. Values that cannot
 be converted to the column's type are left out of the column (the whole config is still in
-``config_json``).
+``config_json``): among them whole numbers beyond 64 bits, which no integer column holds.
 
 To add an extracted column: add it to ``TrainingRun`` in ``models.py``, add one entry here,
 and write one Alembic revision that adds the column and calls
@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from training_db import jsoncodec
+from training_db.types import fits_int64
 
 logger = logging.getLogger(__name__)
 
@@ -113,20 +114,31 @@ def _convert(value: Any, kind: Callable[[Any], Any]) -> Any:
             number = float(value)
             return number if math.isfinite(number) else None
         return str(value) if not isinstance(value, bool) else str(value).lower()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float range
         logger.debug("config value %r is not a %s; column left empty", value, kind)
         return None
 
 
 def _to_int(value: Any) -> int | None:
+    """A whole number that fits the 64-bit column, or None; exact for ints and their text."""
     if isinstance(value, bool):
         return None
     if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str):
-        number = float(value)
+        number = int(value) if value.is_integer() else None
+    elif isinstance(value, str):
+        number = _int_from_text(value)
+    else:
+        number = int(value)
+    return number if number is not None and fits_int64(number) else None
+
+
+def _int_from_text(text: str) -> int | None:
+    """``"12"`` exactly (through a float, 2**53 + 1 would lose its last digit); ``"1e3"`` too."""
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)
         return int(number) if number.is_integer() else None
-    return int(value)
 
 
 def backfill_extracted_columns(connection: Connection, column_names: Iterable[str]) -> int:

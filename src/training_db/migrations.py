@@ -265,11 +265,9 @@ def refuse_data_loss(
     ``downgrade(..., allow_data_loss=True)``). Empty tables and all-NULL columns go quietly.
     Offline (``--sql``) there is nothing to count.
     """
-    migration = alembic_context.get_context()
-    if migration.as_sql:
+    connection = _counting_connection()
+    if connection is None:
         return
-    connection = migration.connection
-    assert connection is not None
     losses = []
     for table in tables:
         count = connection.execute(sa.select(sa.func.count()).select_from(sa.table(table)))
@@ -282,6 +280,45 @@ def refuse_data_loss(
         )
         if rows := count.scalar_one():
             losses.append(f"{', '.join(names)} of {rows} rows of {table}")
+    _refuse_unless_allowed(revision, losses)
+
+
+def refuse_narrowing(
+    revision: str, table: str, columns: Sequence[str], low: int, high: int
+) -> None:
+    """First statement of a ``downgrade()`` that narrows integer ``columns`` to ``low..high``.
+
+    Like :func:`refuse_data_loss`, for the values that do not fit: raises
+    :class:`DataLossError` naming each column that holds one, unless data loss was allowed
+    (then the ``downgrade()`` sets them NULL before narrowing, rather than let the ALTER fail
+    or truncate them). NULLs and values that fit go quietly.
+    """
+    connection = _counting_connection()
+    if connection is None:
+        return
+    # One scan counts every column: count(CASE WHEN <outside> THEN 1 END) per column.
+    beyond = [
+        sa.func.count(sa.case((sa.not_(sa.column(name).between(low, high)), 1))) for name in columns
+    ]
+    counts = connection.execute(sa.select(*beyond).select_from(sa.table(table))).one()
+    losses = [
+        f"{name} of {rows} rows of {table} (values outside {low}..{high})"
+        for name, rows in zip(columns, counts, strict=True)
+        if rows
+    ]
+    _refuse_unless_allowed(revision, losses)
+
+
+def _counting_connection() -> Connection | None:
+    """The migration's connection, or None offline (``--sql``), where there is nothing to count."""
+    migration = alembic_context.get_context()
+    if migration.as_sql:
+        return None
+    assert migration.connection is not None
+    return migration.connection
+
+
+def _refuse_unless_allowed(revision: str, losses: Sequence[str]) -> None:
     if not losses:
         return
     if _data_loss_allowed():

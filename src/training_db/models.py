@@ -10,9 +10,9 @@ from typing import Any, ClassVar, Final
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    Double,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from training_db.types import JSONDocument, UTCDateTime, utc_now
+from training_db.types import Float64, Int64, JSONDocument, UTCDateTime, utc_now
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(column_0_label)s",
@@ -43,12 +43,20 @@ def _sql_in(values: tuple[str, ...]) -> str:
 
 
 class Base(DeclarativeBase):
+    """The models' base: the naming convention, and the portable type of each Python type.
+
+    An ``int`` column is 64-bit (`Int64`, BIGINT on PostgreSQL): anything a user can hand in
+    fits. Only the surrogate keys (and the foreign keys to them) and counts bounded far below
+    2**31 say ``Integer`` explicitly; ``tests/test_migrations.py`` holds that list.
+    """
+
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         dt.datetime: UTCDateTime(),
         dict[str, Any]: JSONDocument(),
         Any: JSONDocument(),
-        float: Double(),
+        float: Float64(),
+        int: Int64,
         str: String(),
     }
 
@@ -135,7 +143,7 @@ class RunObjective(Base):
 
     __tablename__ = "run_objectives"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str] = mapped_column(
         String(RUN_ID_MAX_LENGTH), ForeignKey("training_runs.run_id", ondelete="CASCADE")
     )
@@ -166,7 +174,7 @@ class RunTag(Base):
 
     __tablename__ = "run_tags"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str] = mapped_column(
         String(RUN_ID_MAX_LENGTH), ForeignKey("training_runs.run_id", ondelete="CASCADE")
     )
@@ -183,7 +191,7 @@ class HistoryMetric(Base):
 
     __tablename__ = "history_metrics"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(unique=True)
 
 
@@ -207,9 +215,12 @@ class RunHistory(Base):
         ForeignKey("training_runs.run_id", ondelete="CASCADE"),
         primary_key=True,
     )
-    metric_id: Mapped[int] = mapped_column(ForeignKey("history_metrics.id"), primary_key=True)
+    metric_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("history_metrics.id"), primary_key=True
+    )
     kind: Mapped[str] = mapped_column(String(8))
-    num_points: Mapped[int]
+    # A count of one series' points: bounded far below 2**31 (see revision 0007).
+    num_points: Mapped[int] = mapped_column(Integer)
     first_step: Mapped[int] = mapped_column(BigInteger)
     last_step: Mapped[int] = mapped_column(BigInteger)
     step_data: Mapped[bytes] = mapped_column(LargeBinary)
@@ -227,7 +238,7 @@ class RunHistoryKeyMetrics(Base):
 
     __tablename__ = "run_history_key_metrics"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str] = mapped_column(
         String(RUN_ID_MAX_LENGTH), ForeignKey("training_runs.run_id", ondelete="CASCADE")
     )

@@ -31,7 +31,7 @@ from training_db.models import (
     RunTag,
     TrainingRun,
 )
-from training_db.types import as_utc, utc_now
+from training_db.types import INT64_MAX, INT64_MIN, as_utc, fits_int64, utc_now
 
 if TYPE_CHECKING:
     from _collections_abc import dict_items, dict_values
@@ -229,12 +229,27 @@ def optional_number(name: str, value: Any) -> float | None:
 
 
 def optional_int(name: str, value: Any) -> int | None:
-    number = optional_number(name, value)
-    if number is None:
-        return None
-    if not math.isfinite(number) or not number.is_integer():
-        raise InvalidArgumentError(f"{name} must be a whole number, got {value!r}")
-    return int(number)
+    """A whole number for a 64-bit integer column (NaN is None, like a float column's).
+
+    An int stays exact (through a float, 2**53 + 1 would lose its last digit); one beyond
+    64 bits is an `InvalidArgumentError`, which a summary value is skipped on.
+    """
+    if type(value).__module__ == "numpy":
+        value = jsoncodec.to_jsonable(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        as_float = optional_number(name, value)
+        if as_float is None:
+            return None
+        if not math.isfinite(as_float) or not as_float.is_integer():
+            raise InvalidArgumentError(f"{name} must be a whole number, got {value!r}")
+        number = int(as_float)
+    if not fits_int64(number):
+        raise InvalidArgumentError(
+            f"{name} must fit in 64 bits ({INT64_MIN}..{INT64_MAX}), got {value!r}"
+        )
+    return number
 
 
 def optional_timestamp(name: str, value: Any) -> dt.datetime | None:

@@ -46,7 +46,7 @@ from training_db.settings import (
     resolve_url,
     safe_url,
 )
-from training_db.types import UTCDateTime
+from training_db.types import Float64, UTCDateTime
 
 DEFAULT_BATCH_SIZE: Final = 500
 MAX_EXAMPLES: Final = 5
@@ -199,7 +199,7 @@ def _canonical(column: sa.Column[Any], value: Any) -> Any:
         return value.astimezone(dt.timezone.utc).isoformat()
     if isinstance(column.type, sa.LargeBinary):
         return bytes(value).hex()
-    if isinstance(column.type, sa.Float):
+    if isinstance(column.type, (sa.Float, Float64)):
         return float(value)
     if isinstance(column.type, sa.Integer):
         return int(value)
