@@ -183,3 +183,28 @@ def test_things_that_are_not_dict_like_are_still_refused(seeded: TrainingDB, db_
             lambda value=value: seeded.finish_run("r", summary=value),  # type: ignore[misc]
             "summary must be a dict",
         )
+
+
+def test_ints_no_float_can_hold_leave_float_columns_empty(seeded: TrainingDB) -> None:
+    """A summary's ``train/loss`` of 10**400 cannot be a float column: the column stays
+    NULL (as for any unconvertible summary value) and the document keeps the int exactly."""
+    huge = 10**400
+    seeded.finish_run("r", summary={"train/loss": huge, "_runtime": huge, "_step": 5})
+    stored = seeded.get_run("r")
+    assert stored is not None
+    assert (stored["final_loss"], stored["total_training_steps"]) == (None, 5)
+    assert stored["final_metrics"]["train/loss"] == huge
+    seeded.log_history("r", [{"_step": 1, "train/loss": huge, "train/grad_norm": 0.5}])
+    assert seeded.get_history("r", ["train/loss"])["train/loss"] == [huge]
+    with seeded.engine.connect() as connection:
+        loss, grad_norm = connection.execute(
+            sa.text("SELECT loss, grad_norm FROM run_history_key_metrics WHERE step = 1")
+        ).one()
+    assert (loss, grad_norm) == (None, 0.5)
+    assert_invalid(
+        seeded,
+        seeded.url,
+        lambda: seeded.update_run_status("r", "running", final_loss=huge),
+        "final_loss",
+        "out of range",
+    )

@@ -591,7 +591,10 @@ def _first_number(series: MetricSeries, keys: Sequence[str], step: int) -> float
     for key in keys:
         value = series.get(key, {}).get(step)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return optional_number(key, value)
+            try:
+                return optional_number(key, value)
+            except InvalidArgumentError:  # an int no float holds: exact in the history only
+                return None
     return None
 
 

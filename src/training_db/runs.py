@@ -224,7 +224,12 @@ def optional_number(name: str, value: Any) -> float | None:
         value = jsoncodec.to_jsonable(value) if type(value).__module__ == "numpy" else value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidArgumentError(f"{name} must be a number, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float64's range (10**400)
+        raise InvalidArgumentError(
+            f"{name} is out of range for a float column: an int of {len(str(abs(value)))} digits"
+        ) from None
     return None if math.isnan(number) else number
 
 
