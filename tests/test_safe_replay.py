@@ -9,6 +9,7 @@ still fails whatever validation the library adds at the source.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -441,6 +442,61 @@ def test_the_worker_replays_once_the_database_is_back_in_this_process(
         database.dispose()
     assert [e["function"] for e in rejected_entries(spool)] == ["insert_run"]
     assert safe.set_tags("run-1", {"next": "call"}).status == "ok"  # straight through again
+
+
+@contextlib.contextmanager
+def run_locked(backend: str, db_url: URL) -> Iterator[None]:
+    """Writes to run-1 wait while this is held (SQLite: the whole file; PostgreSQL: the row)."""
+    if backend == "sqlite":
+        assert db_url.database is not None
+        holder = sqlite3.connect(db_url.database, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            holder.rollback()
+            holder.close()
+        return
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(
+                sa.text("SELECT 1 FROM training_runs WHERE run_id = 'run-1' FOR UPDATE")
+            )
+            try:
+                yield
+            finally:
+                connection.rollback()
+    finally:
+        engine.dispose()
+
+
+def test_a_call_spooled_while_a_replay_waits_is_not_overtaken(
+    backend: str, db_url: URL, spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call replays a record another process left, and the replay waits on a lock until
+    the caller gives up: that call and the next are spooled by their callers, after the
+    replay read the spool. Once the replay goes through, a later call must still come after
+    them, not reach the database first."""
+    monkeypatch.setenv("TRAINING_DB_SAFE_TIMEOUT", "1")
+    monkeypatch.setenv("TRAINING_DB_BUSY_TIMEOUT", "60")
+    database = training_db.configure(db_url)
+    database.insert_run("run-1", None, {})
+    left_over = SpooledCall(
+        "left-over", dt.datetime.now(UTC), "set_tags", [], {"run_id": "run-1", "tags": {"k": "0"}}
+    )
+    safe.Spool(spool).append(left_over.to_line())
+    with run_locked(backend, db_url):
+        first = safe.set_tags("run-1", {"k": "A"})  # replays left-over first: waits on the lock
+        second = safe.set_tags("run-1", {"k": "B"})
+    assert (first.status, second.status) == ("spooled", "spooled")
+    assert safe.drain(60)
+    monkeypatch.setenv("TRAINING_DB_SPOOL_REPLAY_INTERVAL", "3600")  # no replay from a call
+    safe.set_tags("run-1", {"k": "C"})
+    assert safe.drain(60)
+    safe.replay()
+    assert database.get_tags("run-1") == {"k": "C"}  # the last call's value, not B's
+    assert spool_lines(spool) == []
 
 
 # --- what `training-db replay` prints ----------------------------------------------------------

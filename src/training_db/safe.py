@@ -1025,12 +1025,33 @@ class _SpoolState:
     last_attempt: float = -math.inf  # monotonic time of the last replay or failed call
     failures: int = 0  # attempts in a row that found the database unavailable
     database: TrainingDB | None = None  # the database the calls were made for
+    spooled: int = 0  # calls of this process appended to the spool so far
 
     def failed(self) -> None:
         """A call or a replay could not reach the database: this process's calls wait."""
         self.blocked = True
         self.failures += 1
         self.last_attempt = time.monotonic()
+
+    def replayed(self, spooled_before: int) -> None:
+        """A replay that began when ``spooled_before`` calls had been spooled went through.
+
+        Later calls may go straight to the database again, unless a call of this process
+        was spooled meanwhile (by a caller that stopped waiting, say): the replay may not
+        have seen it, and what follows it must not overtake it. The count is raised only
+        once a record is written, so a record counted before the replay began is in the
+        file the replay read.
+        """
+        self.failures, self.last_attempt = 0, time.monotonic()
+        self.blocked = self.spooled != spooled_before
+
+    def append(self, call: SpooledCall, error: str) -> SafeResult[Any]:
+        """Spool ``call`` (see `_spool_and_warn`); the calls after it wait behind it."""
+        result = _spool_and_warn(self.spool, call, error)
+        if result.status == "spooled":
+            self.blocked = True
+            self.spooled += 1
+        return result
 
     def next_replay(self) -> float | None:
         """When the worker replays this spool by itself (monotonic time); None: it does not.
@@ -1058,30 +1079,24 @@ class _Worker:
         self.unfinished = 0
         self.idle = threading.Condition()
         self.replaying = False  # replaying on its own (between calls, or at exit)
-        self.spooled_meanwhile = False  # a call went straight to the spool meanwhile
         self.states: dict[Path, _SpoolState] = {}
         self.states_lock = threading.Lock()
         self.running: _Call | None = None  # the call being run now
         self.thread = threading.Thread(target=self._run, name="training_db.safe", daemon=True)
         self.thread.start()
 
-    def submit(self, call: _Call) -> SafeResult[Any] | None:
-        """Queue ``call``; or, while the worker replays, spool it and return the result.
+    def submit(self, call: _Call) -> bool:
+        """Queue ``call``; False while the worker replays on its own.
 
-        A call made during a replay would only join the spool behind this process's
-        records, so the caller does not wait for the replay. It is spooled under the lock
-        that ends a replay, so the replay sees it and keeps later calls behind it.
+        A call made during such a replay would only join the spool behind this process's
+        records, so its caller spools it at once instead of waiting for the replay.
         """
         with self.idle:
             if self.replaying:
-                self.spooled_meanwhile = True
-                self.state(call.spool).blocked = True
-                return _spool_and_warn(
-                    call.spool, call.call, "earlier calls of this process are being replayed"
-                )
+                return False
             self.unfinished += 1
             self.calls.put(call)
-        return None
+        return True
 
     def wait_idle(self, timeout: float | None) -> bool:
         with self.idle:
@@ -1153,7 +1168,6 @@ class _Worker:
             if due_only and self.unfinished:
                 return  # a call came in meanwhile: it goes first (and replays if it must)
             self.replaying = True
-            self.spooled_meanwhile = False
         try:
             now = time.monotonic()
             for state in self.waiting():
@@ -1168,20 +1182,17 @@ class _Worker:
                 self.idle.notify_all()
 
     def _replay_state(self, state: _SpoolState, database: TrainingDB) -> None:
+        spooled_before = state.spooled
         try:
             report = _replay(state.spool, database, blocking=False)
         except Exception as exc:
             report = ReplayReport(state.spool.path, error=_describe(exc, database), stopped=True)
-        with self.idle:
-            if report.stopped or report.busy:
-                state.failed()
-                why = "another process is replaying it" if report.busy else report.error
-                logger.debug("replay of %s postponed: %s", state.spool.path, why)
-            else:
-                state.failures, state.last_attempt = 0, time.monotonic()
-                # Calls spooled during the replay came after the records it applied: later
-                # calls stay behind them until the next replay, which is due at once.
-                state.blocked = self.spooled_meanwhile
+        if report.stopped or report.busy:
+            state.failed()
+            why = "another process is replaying it" if report.busy else report.error
+            logger.debug("replay of %s postponed: %s", state.spool.path, why)
+        else:
+            state.replayed(spooled_before)  # still blocked if calls were spooled meanwhile
 
     def _handle(self, pending: _Call) -> None:
         with pending.lock:
@@ -1204,7 +1215,7 @@ class _Worker:
             elif outcome == "reject":
                 pending.result = _reject_and_warn(pending.spool, call, error or "")
             else:
-                pending.result = _spool_and_warn(pending.spool, call, error or "")
+                pending.result = self.state(pending.spool).append(call, error or "")
         pending.done.set()
 
     def _attempt(self, pending: _Call) -> tuple[SafeResult[Any] | CallAction, str | None]:
@@ -1222,6 +1233,7 @@ class _Worker:
             waited = time.monotonic() - state.last_attempt
             if _auto_replay() and waited >= _replay_interval():
                 state.last_attempt = time.monotonic()
+                spooled_before = state.spooled
                 try:
                     report = _replay(spool, database, blocking=False)
                 except Exception as exc:
@@ -1230,8 +1242,8 @@ class _Worker:
                     state.failed()
                     why = "another process is replaying" if report.busy else report.error
                     return "spool", f"earlier spooled calls could not be replayed ({why})"
-                state.blocked, state.failures = False, 0
-            elif state.blocked:
+                state.replayed(spooled_before)
+            if state.blocked:
                 return "spool", "earlier calls of this process are waiting in the spool"
         else:
             state.blocked = False  # replayed meanwhile (by a replay command, say)
@@ -1317,21 +1329,20 @@ def _call_unguarded(function: str, arguments: dict[str, Any]) -> SafeResult[Any]
         return _drop(function, None, arguments, _describe(exc))
     spool = Spool()
     worker = _worker()
+    state = worker.state(spool)
     if worker.hanging():
-        worker.state(spool).blocked = True
-        return _spool_and_warn(spool, call, "an earlier call is still hanging")
+        return state.append(call, "an earlier call is still hanging")
     pending = _Call(call, spool)
-    spooled = worker.submit(pending)
-    if spooled is not None:
-        return spooled
+    if not worker.submit(pending):
+        return state.append(call, "earlier calls of this process are being replayed")
     timeout = _timeout()
     pending.done.wait(timeout)
     with pending.lock:
         if pending.result is not None:
             return pending.result
         pending.abandoned = True
-        worker.state(spool).failed()
-        return _spool_and_warn(spool, call, f"no answer within {timeout:g} s")
+        state.failed()
+        return state.append(call, f"no answer within {timeout:g} s")
 
 
 def _drop(
