@@ -379,7 +379,8 @@ def heartbeat(run_id: str, *, at: dt.datetime | str | None = None) -> SafeResult
 
 
 def drain(timeout: float | None = None) -> bool:
-    """Wait until no call is left in the worker (calls still running after their timeout).
+    """Wait until no call is left in the worker (calls still running after their timeout)
+    and it is not replaying the spool.
 
     True when the worker is idle. Useful before a process exits on purpose.
     """
@@ -1164,6 +1165,8 @@ class _Worker:
 
     def _replay_waiting(self, *, due_only: bool) -> None:
         """Replay the spools holding calls of this process: those due, or all of them."""
+        if not _auto_replay():
+            return  # turned off since the replay was scheduled
         with self.idle:
             if due_only and self.unfinished:
                 return  # a call came in meanwhile: it goes first (and replays if it must)
