@@ -444,6 +444,30 @@ def test_the_worker_replays_once_the_database_is_back_in_this_process(
     assert safe.set_tags("run-1", {"next": "call"}).status == "ok"  # straight through again
 
 
+@pytest.mark.parametrize("back", [True, False], ids=["database back", "still down"])
+def test_the_exit_hook_replays_or_says_what_is_left(
+    back: bool, outage: Outage, spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hook the interpreter runs at exit, called here in-process: it applies this
+    process's spooled calls, or warns that they wait in the spool; it never raises."""
+    training_db.configure(outage.url)
+    assert safe.insert_run("poisoned", None, {}, host="poison").status == "spooled"
+    assert safe.insert_run("run-1", None, {}).status == "spooled"
+    if back:
+        outage.restore()
+    caplog.set_level(logging.WARNING, logger="training_db.safe")
+    safe._replay_at_exit()
+    if back:
+        assert spool_lines(spool) == []
+        assert [e["function"] for e in rejected_entries(spool)] == ["insert_run"]
+        database = TrainingDB(outage.direct_url)
+        assert database.get_run("run-1") is not None
+        database.dispose()
+    else:
+        assert len(spool_lines(spool)) == 2
+        assert "still waiting in" in caplog.text and str(spool) in caplog.text
+
+
 @contextlib.contextmanager
 def run_locked(backend: str, db_url: URL) -> Iterator[None]:
     """Writes to run-1 wait while this is held (SQLite: the whole file; PostgreSQL: the row)."""
