@@ -291,9 +291,10 @@ def test_bad_arguments_are_dropped_not_spooled(
 
 
 def test_a_call_for_an_unknown_run_is_spooled_then_rejected_if_the_run_never_comes(
-    default_db: TrainingDB, spool: Path
+    default_db: TrainingDB, spool: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An unknown run may be one whose insert is waiting in the spool: never dropped."""
+    monkeypatch.setenv("TRAINING_DB_SPOOL_AUTO_REPLAY", "0")  # this replay, not the worker's
     result = safe.update_run_status("ghost", "running")
     assert result.status == "spooled"
     report = safe.replay()
@@ -579,14 +580,16 @@ def test_auto_replay_waits_its_interval_and_keeps_the_order(
     training_db.configure(CLOSED_PORT_URL)
     safe.insert_run("run-1", None, {})
     database = training_db.configure(db_url)
-    # The database is back, but the spool is not replayed before the interval is over: the
-    # next call joins the spool instead of overtaking the records waiting there.
+    # The database is back, but a call does not replay the spool before the interval is
+    # over: it joins the spool instead of overtaking the records waiting there...
     result = safe.update_run_status("run-1", "running")
     assert result.status == "spooled"
     assert result.error is not None and "waiting in the spool" in result.error
-    assert database.get_run("run-1") is None
-    report = safe.replay()
-    assert report.applied == 2
+    # ... and the worker replays both, in order, without another call or a manual replay.
+    deadline = time.monotonic() + 60
+    while spooled(spool) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert spooled(spool) == []
     run = database.get_run("run-1")
     assert run is not None and run["status"] == "running"
 
@@ -624,6 +627,7 @@ def test_a_hanging_call_returns_within_the_timeout_and_is_replayed(
 ) -> None:
     monkeypatch.setenv("TRAINING_DB_SAFE_TIMEOUT", "1")
     monkeypatch.setenv("TRAINING_DB_BUSY_TIMEOUT", "60")  # the worker waits on the lock
+    monkeypatch.setenv("TRAINING_DB_SPOOL_AUTO_REPLAY", "0")  # the replay below, not the worker's
     template = migrated_templates["sqlite"].database
     assert template is not None
     path = tmp_path / "locked.db"

@@ -848,17 +848,31 @@ def backup(context: Context, destination: str, overwrite: bool) -> None:
 def replay(context: Context, spool_dir: str | None) -> None:
     """Apply the calls that `training_db.safe` spooled while the database was unreachable.
 
-    In order and idempotently: replaying twice changes nothing. Exits 1 while records remain
-    or were rejected (they are kept in spool.rejected with their line numbers).
+    In order and idempotently: replaying twice changes nothing. Prints how many records were
+    applied, already present, failed (the database could not be reached: the replay stopped
+    there) and pending (after it, not tried); then each record set aside because retrying
+    cannot cure it (its line, function, record id and reason) and each malformed line, all
+    kept in spool.rejected. Exits 1 while records remain or when some were set aside.
     """
     report = safe.replay(spool_dir, context.db)
-    context.out.print(report.summary(), markup=False)
+    out = context.out
+    out.print(report.summary(), markup=False)
     for item in report.rejected:
-        context.out.print(
-            f"  rejected line {item.line} ({item.function}): {item.reason}", markup=False
+        out.print(
+            f"  rejected line {item.line}: {item.function} record {item.record_id}: {item.reason}",
+            markup=False,
         )
     for line in report.malformed:
-        context.out.print(f"  malformed line {line.line}: {line.reason}", markup=False)
+        out.print(f"  malformed line {line.line}: {line.reason}", markup=False)
+    if report.rejected or report.malformed:
+        rejected_path = report.spool_path.with_name(safe.REJECTED_FILE)
+        out.print(f"set aside, with the reasons, in {rejected_path}", markup=False)
+    if report.remaining:
+        out.print(
+            f"{report.remaining} records remain in the spool, in order; run `training-db"
+            " replay` again once the database is reachable",
+            markup=False,
+        )
     if not report.ok:
         sys.exit(1)
 

@@ -8,13 +8,21 @@ safe.insert_run(run_id, None, config, host="ec2")
 
 Each write function of the public API has a twin here with the same signature. A call runs
 in a daemon worker thread and is waited for at most ``TRAINING_DB_SAFE_TIMEOUT`` seconds
-(default 20). When it fails because the database could not be reached or written, or takes
-longer than that, one warning is logged (logger ``training_db.safe``) and the call is
-appended to a durable local spool, to be applied later by `replay`. A call whose
-arguments are wrong (a ``ValueError`` or ``TypeError`` from validation, an unknown run, a
-duplicate) is logged and dropped, as the training scripts' own ``try``/``except`` did:
-sending it again could not make it right. Each function returns a `SafeResult`,
-which is true when the call reached the database.
+(default 20). What happens to a call that fails depends on whether retrying it could cure
+the failure; `classify_failure` decides, by one table (`FAILURE_HANDLING`, shown in
+docs/reliability.md):
+
+* *transient* (the database could not be reached, a lock conflict, a timeout, a schema an
+  operator can upgrade): one warning is logged (logger ``training_db.safe``) and the call
+  is appended to a durable local spool, to be applied later by `replay`;
+* *invalid* arguments (a ``ValueError`` or ``TypeError`` from validation, a duplicate, or
+  arguments that do not fit the signature): logged and dropped, as the training scripts'
+  own ``try``/``except`` did: sending it again could not make it right;
+* *refused* (the database refused the statement, stored data is damaged, any unexpected
+  exception): retrying gives the same answer, so the call is kept in ``spool.rejected``
+  instead of waiting in the spool, where it would hold back every later call.
+
+Each function returns a `SafeResult`, which is true when the call reached the database.
 
 Replays record what the original call would have: "now" is captured when the call is made
 (``created_at`` of ``insert_run``, ``started_at`` of ``update_run_status('running')``,
@@ -27,18 +35,24 @@ call: ``{"id", "recorded_at", "function", "args", "kwargs"}``. Values are encode
 `training_db.jsoncodec` (NaN, ±Infinity and NUL survive) and datetimes are tagged as
 ``{"$datetime": "<ISO 8601>"}``. Records never hold the database URL or a password.
 
-Unless ``TRAINING_DB_SPOOL_AUTO_REPLAY=0``, a call first replays a non-empty spool (at most
-once per ``TRAINING_DB_SPOOL_REPLAY_INTERVAL`` seconds, default 30). While records of this
-process wait in the spool, later calls join them there (with automatic replay off, until
-``replay()`` or ``training-db replay`` empties it), so that the calls of a process reach the
-database in the order they were made.
+While records of this process wait in the spool, later calls join them there, so that the
+calls of a process reach the database in the order they were made. Unless
+``TRAINING_DB_SPOOL_AUTO_REPLAY=0``, they do not wait long: a call first replays a non-empty
+spool (at most once per ``TRAINING_DB_SPOOL_REPLAY_INTERVAL`` seconds, default 30); the
+worker thread replays them as soon as the database answers again, trying after 1 s, then
+2 s, 4 s, ... up to that interval; and an ``atexit`` hook replays them once more when the
+interpreter exits (for at most the safe timeout). With automatic replay off, they wait for
+`replay` or ``training-db replay``.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import fcntl
+import functools
+import inspect
 import json
 import logging
 import math
@@ -47,22 +61,27 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, ParamSpec, TypeVar
 from urllib.parse import quote, quote_plus
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url
 
 from training_db import api, jsoncodec, runs
 from training_db import history as history_store
 from training_db.db import TrainingDB
 from training_db.errors import (
+    CorruptDataError,
+    DatabaseUnavailableError,
     DuplicateError,
     ObjectiveAlreadyExistsError,
     RunAlreadyExistsError,
     RunNotFoundError,
+    SchemaVersionError,
+    is_lock_conflict,
 )
 from training_db.models import TERMINAL_STATUSES
 from training_db.types import utc_now
@@ -110,7 +129,8 @@ _SPOOL_TAGS: Final = frozenset({_DATETIME_TAG, _ESCAPE_TAG})
 _RECORD_KEYS: Final = ("id", "recorded_at", "function", "args", "kwargs")
 
 T = TypeVar("T")
-Status = Literal["ok", "spooled", "dropped", "lost"]
+P = ParamSpec("P")
+Status = Literal["ok", "spooled", "dropped", "rejected", "lost"]
 
 
 @dataclass(frozen=True)
@@ -119,8 +139,9 @@ class SafeResult(Generic[T]):
 
     ``status``: ``ok`` (``value`` is what the API function returned), ``spooled`` (kept in the
     spool as ``record_id``, to be replayed), ``dropped`` (its arguments were wrong; nothing to
-    retry) or ``lost`` (it failed and the spool could not be written either). ``error``
-    says why, without the database password.
+    retry), ``rejected`` (the database refused it for good, or it failed unexpectedly: kept
+    in ``spool.rejected`` as ``record_id``, not retried) or ``lost`` (it failed and the spool
+    could not be written either). ``error`` says why, without the database password.
     """
 
     function: str
@@ -136,6 +157,32 @@ class SafeResult(Generic[T]):
 # --- the best-effort functions ----------------------------------------------------------------
 
 
+def _best_effort(twin: Callable[P, SafeResult[T]]) -> Callable[P, SafeResult[T]]:
+    """``twin``, made to drop a call whose arguments do not fit its signature.
+
+    Python checks a call's arguments against the signature before the body runs, so a
+    mistyped keyword would raise ``TypeError`` into the training code. The wrapper takes
+    any arguments, binds them to ``twin``'s own signature and drops (logged, status
+    ``dropped``) a call that does not bind; ``inspect.signature`` of the wrapper is still the
+    twin's.
+    """
+    signature = inspect.signature(twin)
+    name = twin.__name__
+
+    @functools.wraps(twin)
+    def call(*args: P.args, **kwargs: P.kwargs) -> SafeResult[T]:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            run_id = kwargs.get("run_id", args[0] if args else None)
+            problem = _describe(TypeError(f"{name}() {exc}"))
+            return _drop(name, None, {"run_id": run_id}, problem)
+        return twin(*args, **kwargs)
+
+    return call
+
+
+@_best_effort
 def insert_run(
     run_id: str,
     wandb_run_id: str | None,
@@ -165,6 +212,7 @@ def insert_run(
     )
 
 
+@_best_effort
 def update_run_status(
     run_id: str,
     status: str,
@@ -203,11 +251,13 @@ def update_run_status(
     )
 
 
+@_best_effort
 def attach_blog_post(run_id: str, blog_url: str) -> SafeResult[None]:
     """Best-effort `training_db.attach_blog_post`."""
     return _call("attach_blog_post", {"run_id": run_id, "blog_url": blog_url})
 
 
+@_best_effort
 def attach_conversation(run_id: str, conversation_s3_key: str) -> SafeResult[None]:
     """Best-effort `training_db.attach_conversation`."""
     return _call(
@@ -215,6 +265,7 @@ def attach_conversation(run_id: str, conversation_s3_key: str) -> SafeResult[Non
     )
 
 
+@_best_effort
 def attach_crash_data(
     run_id: str,
     error_log_s3_key: str | None,
@@ -234,16 +285,19 @@ def attach_crash_data(
     )
 
 
+@_best_effort
 def set_tags(run_id: str, tags: Mapping[str, Any]) -> SafeResult[None]:
     """Best-effort `training_db.set_tags`."""
     return _call("set_tags", {"run_id": run_id, "tags": tags})
 
 
+@_best_effort
 def delete_tag(run_id: str, key: str) -> SafeResult[bool]:
     """Best-effort `training_db.delete_tag`."""
     return _call("delete_tag", {"run_id": run_id, "key": key})
 
 
+@_best_effort
 def insert_objective(
     run_id: str,
     objective_name: str,
@@ -266,6 +320,7 @@ def insert_objective(
     )
 
 
+@_best_effort
 def update_objective_metric(
     run_id: str, objective_name: str, metric_type: str, value: float | None
 ) -> SafeResult[None]:
@@ -281,11 +336,13 @@ def update_objective_metric(
     )
 
 
+@_best_effort
 def delete_run_objectives(run_id: str) -> SafeResult[int]:
     """Best-effort `training_db.delete_run_objectives`."""
     return _call("delete_run_objectives", {"run_id": run_id})
 
 
+@_best_effort
 def finish_run(
     run_id: str,
     status: str = "completed",
@@ -309,18 +366,21 @@ def finish_run(
     )
 
 
+@_best_effort
 def log_history(run_id: str, history: Any) -> SafeResult[int]:
     """Best-effort `training_db.log_history`."""
     return _call("log_history", {"run_id": run_id, "history": history})
 
 
+@_best_effort
 def heartbeat(run_id: str, *, at: dt.datetime | str | None = None) -> SafeResult[None]:
     """Best-effort `training_db.heartbeat`; ``at`` defaults to the call time."""
     return _call("heartbeat", {"run_id": run_id, "at": at})
 
 
 def drain(timeout: float | None = None) -> bool:
-    """Wait until no call is left in the worker (calls still running after their timeout).
+    """Wait until no call is left in the worker (calls still running after their timeout)
+    and it is not replaying the spool.
 
     True when the worker is idle. Useful before a process exits on purpose.
     """
@@ -388,11 +448,15 @@ class SpooledCall:
 
     @classmethod
     def from_line(cls, line: str | bytes) -> SpooledCall:
-        """Parse a spool line; ValueError saying what is wrong with it."""
+        """Parse a spool line; ValueError saying what is wrong with it.
+
+        Only ValueError: a line nested too deeply to parse (RecursionError), say, is as
+        malformed as a line cut short, and must not stop a replay.
+        """
         try:
             body = json.loads(line)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"not JSON: {exc}") from None
+        except Exception as exc:
+            raise ValueError(f"not JSON: {_describe(exc)}") from None
         if not isinstance(body, dict):
             raise ValueError("not a JSON object")
         missing = [key for key in _RECORD_KEYS if key not in body]
@@ -409,8 +473,8 @@ class SpooledCall:
             recorded_at = dt.datetime.fromisoformat(body["recorded_at"])
             decoded_args = _decode_value(args)
             decoded_kwargs = _decode_value(kwargs)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"undecodable value: {exc}") from None
+        except Exception as exc:
+            raise ValueError(f"undecodable value: {_describe(exc)}") from None
         return cls(body["id"], recorded_at, function, decoded_args, decoded_kwargs)
 
 
@@ -505,16 +569,84 @@ def _execute(database: TrainingDB, call: SpooledCall) -> Any:
     return getattr(database, call.function)(*call.args, **call.kwargs)
 
 
-def _is_bad_argument(exc: BaseException) -> bool:
-    """The call itself is wrong: sending it again cannot succeed."""
-    return isinstance(exc, (ValueError, TypeError, RunNotFoundError, DuplicateError))
+# --- what a failure means: can retrying cure it? ----------------------------------------------
+
+Failure = Literal["transient", "already-applied", "unknown-run", "invalid", "refused"]
+CallAction = Literal["spool", "drop", "reject"]
+ReplayAction = Literal["keep", "done", "reject"]
+
+#: For each kind of failure (see `classify_failure`): what becomes of a call that failed so,
+#: and of a replayed record. ``spool``/``keep``: into the spool, or kept there in order (the
+#: replay stops at it); ``drop``: logged, not kept; ``done``: the record is removed (its
+#: effect is there); ``reject``: moved to ``spool.rejected`` with the reason, and a replay
+#: goes on with the next record. docs/reliability.md shows the same table.
+FAILURE_HANDLING: Final[Mapping[Failure, tuple[CallAction, ReplayAction]]] = {
+    "transient": ("spool", "keep"),
+    "already-applied": ("drop", "done"),
+    "unknown-run": ("spool", "reject"),
+    "invalid": ("drop", "reject"),
+    "refused": ("reject", "reject"),
+}
+
+# Failures that another attempt can cure: the database is down, busy, or behind in schema
+# (an operator can upgrade it), or a network or pool timeout.
+_TRANSIENT_ERRORS: Final = (
+    DatabaseUnavailableError,
+    SchemaVersionError,
+    TimeoutError,
+    ConnectionError,
+    sa_exc.TimeoutError,
+)
+# PostgreSQL read_only_sql_transaction: a standby or a database made read-only for
+# maintenance. Writes work again once it is writable, as with a read-only SQLite file.
+_PG_READ_ONLY: Final = "25006"
 
 
-def _already_applied(function: str, exc: BaseException) -> bool:
-    """A replayed insert whose row is there: the original call reached the database."""
-    return (function == "insert_run" and isinstance(exc, RunAlreadyExistsError)) or (
+def classify_failure(function: str, exc: BaseException) -> Failure:
+    """Whether retrying ``function`` can cure the failure ``exc``; the first rule that matches.
+
+    1. ``already-applied``: ``insert_run``/``insert_objective`` found its row there (a replay
+       of a call that had reached the database).
+    2. ``transient``: `DatabaseUnavailableError`, `SchemaVersionError`, a lock conflict, a
+       timeout, a read-only PostgreSQL.
+    3. ``unknown-run``: `RunNotFoundError` (the run's ``insert_run`` may be waiting in a spool).
+    4. ``refused``: `CorruptDataError` (stored data is damaged, not the call).
+    5. ``invalid``: `InvalidArgumentError` and any other ``ValueError`` or ``TypeError``, a
+       duplicate (`DuplicateError`).
+    6. ``refused``: everything else: `DatabaseWriteError` (the database refused the
+       statement) and any unexpected exception, which is a deterministic bug as far as a
+       retry can tell.
+    """
+    if (function == "insert_run" and isinstance(exc, RunAlreadyExistsError)) or (
         function == "insert_objective" and isinstance(exc, ObjectiveAlreadyExistsError)
-    )
+    ):
+        return "already-applied"
+    if isinstance(exc, _TRANSIENT_ERRORS) or any(map(_transient_cause, _causes(exc))):
+        return "transient"
+    if isinstance(exc, RunNotFoundError):
+        return "unknown-run"
+    if isinstance(exc, CorruptDataError):
+        return "refused"
+    if isinstance(exc, (ValueError, TypeError, DuplicateError)):
+        return "invalid"
+    return "refused"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from (a bounded walk: chains can loop)."""
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _transient_cause(exc: BaseException) -> bool:
+    if is_lock_conflict(exc):
+        return True
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "pgcode", None) == _PG_READ_ONLY
 
 
 # --- messages without secrets -----------------------------------------------------------------
@@ -544,7 +676,10 @@ def _redact(text: str) -> str:
 
 def _describe(exc: BaseException, database: TrainingDB | None = None) -> str:
     """The exception's type and first line, without the password (also ``database``'s)."""
-    lines = str(exc).strip().splitlines()
+    try:
+        lines = str(exc).strip().splitlines()
+    except Exception:  # an exception whose __str__ fails must not break the caller's path
+        lines = []
     first = lines[0] if lines else ""
     text = _redact(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
     password = None if database is None else database.url.password
@@ -686,7 +821,11 @@ class MalformedLine:
 
 @dataclass(frozen=True)
 class RejectedRecord:
-    """A record whose call the database refused for good (bad arguments, unknown run)."""
+    """A record that retrying cannot cure (see `classify_failure`); moved to ``spool.rejected``.
+
+    Bad arguments, a run that does not exist, a statement the database refused, damaged
+    stored data, or an unexpected exception.
+    """
 
     line: int
     record_id: str
@@ -699,10 +838,12 @@ class ReplayReport:
     """What `replay` did with each line of the spool.
 
     ``applied``: calls that reached the database now; ``already_present``: inserts whose row
-    was there (the original call had reached the database); ``failed``: calls that failed
-    again and stay in the spool; ``pending``: records not tried because the database became
-    unreachable (they stay too, in order); ``rejected`` and ``malformed``: moved to
-    ``spool.rejected`` with their line numbers. ``busy``: another process was replaying.
+    was there (the original call had reached the database); ``failed``: the call that failed
+    for a transient reason and stays in the spool (``error`` says why); ``pending``: the
+    records after it, not tried (they stay too, in order); ``rejected`` (records retrying
+    cannot cure) and ``malformed`` (lines that are not records): moved to ``spool.rejected``
+    with their line numbers, the replay going on past them. ``busy``: another process was
+    replaying.
     """
 
     spool_path: Path
@@ -752,10 +893,12 @@ def replay(
     """Apply the spooled calls in order to ``db`` (the default database when None).
 
     Idempotent: a record applied is removed from the spool (atomically); replaying again, or
-    replaying a call that had in fact reached the database, changes nothing. The first call
-    that cannot reach the database stops the replay, keeping it and every later record in
-    order. Records the database refuses for good, and lines that are not records, are moved to
-    ``spool.rejected`` with their line numbers. Waits while another process replays.
+    replaying a call that had in fact reached the database, changes nothing. The first record
+    that fails for a transient reason (`classify_failure`: the database unreachable, locked,
+    behind in schema) stops the replay, keeping it and every later record in order. Records
+    that retrying cannot cure, and lines that are not records, are moved to
+    ``spool.rejected`` with their line numbers and reasons, and the replay goes on with the
+    next record. Waits while another process replays.
     """
     return _replay(Spool(spool_dir), db, blocking=True)
 
@@ -811,13 +954,14 @@ def _replay_line(
     try:
         _execute(database, call)
     except Exception as exc:
-        if _already_applied(call.function, exc):
+        action = FAILURE_HANDLING[classify_failure(call.function, exc)][1]
+        if action == "done":
             report.already_present += 1
             return False
         reason = _describe(exc, database)
-        if _is_bad_argument(exc):
+        if action == "reject":
             report.rejected.append(RejectedRecord(number, call.id, call.function, reason))
-            rejected.append(_rejection(number, reason, text))
+            rejected.append(_rejection(number, reason, text, call))
             return False
         report.failed += 1
         report.error = reason
@@ -827,8 +971,19 @@ def _replay_line(
     return False
 
 
-def _rejection(number: int, reason: str, text: str) -> dict[str, Any]:
-    return {"rejected_at": utc_now().isoformat(), "line": number, "reason": reason, "text": text}
+def _rejection(
+    number: int | None, reason: str, text: str, call: SpooledCall | None = None
+) -> dict[str, Any]:
+    """A ``spool.rejected`` entry: when, the spool line (None: rejected when it was called),
+    why, the record's function and id (None for a line that is not a record), the text."""
+    return {
+        "rejected_at": utc_now().isoformat(),
+        "line": number,
+        "reason": reason,
+        "function": None if call is None else call.function,
+        "record_id": None if call is None else call.id,
+        "text": text,
+    }
 
 
 def _log_replay(report: ReplayReport) -> None:
@@ -839,6 +994,8 @@ def _log_replay(report: ReplayReport) -> None:
 
 
 # --- the worker thread ------------------------------------------------------------------------
+
+FIRST_RETRY_S: Final = 1.0  # the worker's first replay after a failure; doubling up to the interval
 
 
 class _Call:
@@ -853,36 +1010,98 @@ class _Call:
         self.result: SafeResult[Any] | None = None
 
 
+class _ExitReplay:
+    """A request to the worker, at interpreter exit: replay this process's calls now."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
 @dataclass
 class _SpoolState:
-    """Per spool, in this process: may new calls skip the spool and go straight through?"""
+    """Per spool, in this process: may new calls skip the spool, and when to replay it."""
 
+    spool: Spool
     blocked: bool = False  # records of this process wait in the spool
     last_attempt: float = -math.inf  # monotonic time of the last replay or failed call
+    failures: int = 0  # attempts in a row that found the database unavailable
+    database: TrainingDB | None = None  # the database the calls were made for
+    spooled: int = 0  # calls of this process appended to the spool so far
+
+    def failed(self) -> None:
+        """A call or a replay could not reach the database: this process's calls wait."""
+        self.blocked = True
+        self.failures += 1
+        self.last_attempt = time.monotonic()
+
+    def replayed(self, spooled_before: int) -> None:
+        """A replay that began when ``spooled_before`` calls had been spooled went through.
+
+        Later calls may go straight to the database again, unless a call of this process
+        was spooled meanwhile (by a caller that stopped waiting, say): the replay may not
+        have seen it, and what follows it must not overtake it. The count is raised only
+        once a record is written, so a record counted before the replay began is in the
+        file the replay read.
+        """
+        self.failures, self.last_attempt = 0, time.monotonic()
+        self.blocked = self.spooled != spooled_before
+
+    def append(self, call: SpooledCall, error: str) -> SafeResult[Any]:
+        """Spool ``call`` (see `_spool_and_warn`); the calls after it wait behind it."""
+        result = _spool_and_warn(self.spool, call, error)
+        if result.status == "spooled":
+            self.blocked = True
+            self.spooled += 1
+        return result
+
+    def next_replay(self) -> float | None:
+        """When the worker replays this spool by itself (monotonic time); None: it does not.
+
+        Only while calls of this process wait in it, and only into the database they were
+        made for while that is still the default one: a process that rebinds the default
+        replays through its next call instead (so a spool is never replayed into a
+        database its calls did not choose).
+        """
+        if not self.blocked or self.database is None or self.database is not api._default:
+            return None
+        if self.failures == 0:
+            return self.last_attempt  # the database answered last time: at once
+        ceiling = max(_replay_interval(), FIRST_RETRY_S)
+        return self.last_attempt + min(FIRST_RETRY_S * 2.0 ** min(self.failures - 1, 30), ceiling)
 
 
 class _Worker:
-    """A daemon thread running the calls one at a time, in the order they were made."""
+    """A daemon thread running the calls one at a time, in the order they were made, and
+    replaying this process's spooled calls when the database answers again."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self.calls: queue.SimpleQueue[_Call | _ExitReplay] = queue.SimpleQueue()
         self.unfinished = 0
         self.idle = threading.Condition()
+        self.replaying = False  # replaying on its own (between calls, or at exit)
         self.states: dict[Path, _SpoolState] = {}
         self.states_lock = threading.Lock()
         self.running: _Call | None = None  # the call being run now
         self.thread = threading.Thread(target=self._run, name="training_db.safe", daemon=True)
         self.thread.start()
 
-    def submit(self, call: _Call) -> None:
+    def submit(self, call: _Call) -> bool:
+        """Queue ``call``; False while the worker replays on its own.
+
+        A call made during such a replay would only join the spool behind this process's
+        records, so its caller spools it at once instead of waiting for the replay.
+        """
         with self.idle:
+            if self.replaying:
+                return False
             self.unfinished += 1
-        self.calls.put(call)
+            self.calls.put(call)
+        return True
 
     def wait_idle(self, timeout: float | None) -> bool:
         with self.idle:
-            return self.idle.wait_for(lambda: self.unfinished == 0, timeout)
+            return self.idle.wait_for(lambda: self.unfinished == 0 and not self.replaying, timeout)
 
     def hanging(self) -> bool:
         """A call is still running although its caller gave up waiting for it.
@@ -895,25 +1114,88 @@ class _Worker:
 
     def state(self, spool: Spool) -> _SpoolState:
         with self.states_lock:
-            return self.states.setdefault(spool.path, _SpoolState())
+            state = self.states.get(spool.path)
+            if state is None:
+                state = self.states[spool.path] = _SpoolState(spool)
+            return state
+
+    def waiting(self) -> list[_SpoolState]:
+        """The spools holding calls of this process that the worker would replay."""
+        with self.states_lock:
+            states = list(self.states.values())
+        return [state for state in states if state.next_replay() is not None]
 
     def _run(self) -> None:
         while True:
-            pending = self.calls.get()
-            self.running = pending
-            try:
-                self._handle(pending)
-            except Exception as exc:  # pragma: no cover - a bug here must not stop the worker
-                logger.exception("training_db.safe worker: unexpected error")
-                with pending.lock:
-                    if pending.result is None and not pending.abandoned:
-                        pending.result = SafeResult(pending.call.function, "lost", error=str(exc))
-                pending.done.set()
-            finally:
-                self.running = None
-                with self.idle:
-                    self.unfinished -= 1
-                    self.idle.notify_all()
+            item = self._next()
+            if item is None:
+                self._replay_waiting(due_only=True)
+            elif isinstance(item, _ExitReplay):
+                try:
+                    self._replay_waiting(due_only=False)
+                finally:
+                    item.done.set()
+            else:
+                self._run_call(item)
+
+    def _next(self) -> _Call | _ExitReplay | None:
+        """The next request; None when a replay of this process's spooled calls is due."""
+        due = [when for state in self.waiting() if (when := state.next_replay()) is not None]
+        timeout = max(min(due) - time.monotonic(), 0.0) if due and _auto_replay() else None
+        try:
+            return self.calls.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _run_call(self, pending: _Call) -> None:
+        self.running = pending
+        try:
+            self._handle(pending)
+        except Exception as exc:  # pragma: no cover - a bug here must not stop the worker
+            logger.exception("training_db.safe worker: unexpected error")
+            with pending.lock:
+                if pending.result is None and not pending.abandoned:
+                    pending.result = SafeResult(pending.call.function, "lost", error=str(exc))
+            pending.done.set()
+        finally:
+            self.running = None
+            with self.idle:
+                self.unfinished -= 1
+                self.idle.notify_all()
+
+    def _replay_waiting(self, *, due_only: bool) -> None:
+        """Replay the spools holding calls of this process: those due, or all of them."""
+        if not _auto_replay():
+            return  # turned off since the replay was scheduled
+        with self.idle:
+            if due_only and self.unfinished:
+                return  # a call came in meanwhile: it goes first (and replays if it must)
+            self.replaying = True
+        try:
+            now = time.monotonic()
+            for state in self.waiting():
+                when, database = state.next_replay(), state.database
+                if when is not None and database is not None and (not due_only or when <= now):
+                    self._replay_state(state, database)
+        except Exception:  # pragma: no cover - a bug here must not stop the worker
+            logger.exception("training_db.safe worker: unexpected error while replaying")
+        finally:
+            with self.idle:
+                self.replaying = False
+                self.idle.notify_all()
+
+    def _replay_state(self, state: _SpoolState, database: TrainingDB) -> None:
+        spooled_before = state.spooled
+        try:
+            report = _replay(state.spool, database, blocking=False)
+        except Exception as exc:
+            report = ReplayReport(state.spool.path, error=_describe(exc, database), stopped=True)
+        if report.stopped or report.busy:
+            state.failed()
+            why = "another process is replaying it" if report.busy else report.error
+            logger.debug("replay of %s postponed: %s", state.spool.path, why)
+        else:
+            state.replayed(spooled_before)  # still blocked if calls were spooled meanwhile
 
     def _handle(self, pending: _Call) -> None:
         with pending.lock:
@@ -933,34 +1215,38 @@ class _Worker:
                 pending.result = outcome
             elif outcome == "drop":
                 pending.result = _drop(call.function, call, {}, error or "")
+            elif outcome == "reject":
+                pending.result = _reject_and_warn(pending.spool, call, error or "")
             else:
-                pending.result = _spool_and_warn(pending.spool, call, error or "")
+                pending.result = self.state(pending.spool).append(call, error or "")
         pending.done.set()
 
-    def _attempt(self, pending: _Call) -> tuple[SafeResult[Any] | str, str | None]:
-        """Replay first if needed, then the call: a SafeResult, or ("spool"|"drop", why)."""
+    def _attempt(self, pending: _Call) -> tuple[SafeResult[Any] | CallAction, str | None]:
+        """Replay first if needed, then the call: a SafeResult, or what to do with it and why."""
         call, spool = pending.call, pending.spool
         state = self.state(spool)
         try:
             database = api.get_db()
             _ = database.engine  # a bad setting fails here, not as a "bad argument"
         except Exception as exc:
-            state.blocked, state.last_attempt = True, time.monotonic()
+            state.failed()
             return "spool", f"the database is not configured: {_describe(exc)}"
+        state.database = database
         if spool.has_records():
             waited = time.monotonic() - state.last_attempt
-            interval = _env_seconds(REPLAY_INTERVAL_ENV, DEFAULT_REPLAY_INTERVAL_S, allow_zero=True)
-            if _auto_replay() and waited >= interval:
+            if _auto_replay() and waited >= _replay_interval():
                 state.last_attempt = time.monotonic()
+                spooled_before = state.spooled
                 try:
                     report = _replay(spool, database, blocking=False)
                 except Exception as exc:
                     report = ReplayReport(spool.path, error=_describe(exc), stopped=True)
-                state.blocked = report.stopped or report.busy
-                if state.blocked:
+                if report.stopped or report.busy:
+                    state.failed()
                     why = "another process is replaying" if report.busy else report.error
                     return "spool", f"earlier spooled calls could not be replayed ({why})"
-            elif state.blocked:
+                state.replayed(spooled_before)
+            if state.blocked:
                 return "spool", "earlier calls of this process are waiting in the spool"
         else:
             state.blocked = False  # replayed meanwhile (by a replay command, say)
@@ -968,12 +1254,12 @@ class _Worker:
             value = _execute(database, call)
         except Exception as exc:
             # An unknown run may be one whose insert_run is itself waiting in the spool
-            # (the database refused it a moment ago): spool the call behind it. If the run
-            # never appears, replay moves the call to spool.rejected, reported, not lost.
-            if _is_bad_argument(exc) and not isinstance(exc, RunNotFoundError):
-                return "drop", _describe(exc)
-            state.blocked, state.last_attempt = True, time.monotonic()
-            return "spool", _describe(exc)
+            # (the database refused it a moment ago): the call is spooled behind it. If the
+            # run never appears, replay moves the call to spool.rejected, reported, not lost.
+            action = FAILURE_HANDLING[classify_failure(call.function, exc)][0]
+            if action == "spool":
+                state.failed()
+            return action, _describe(exc)
         return SafeResult(call.function, "ok", value=value), None
 
 
@@ -991,6 +1277,42 @@ def _worker() -> _Worker:
         return worker
 
 
+def _replay_interval() -> float:
+    return _env_seconds(REPLAY_INTERVAL_ENV, DEFAULT_REPLAY_INTERVAL_S, allow_zero=True)
+
+
+def _replay_at_exit() -> None:
+    """At interpreter exit, replay the calls this process left in the spool, once more.
+
+    So that a run finishing right after an outage lands without a manual replay. Waits at
+    most ``TRAINING_DB_SAFE_TIMEOUT`` and never raises: the exit must not hang or fail
+    because the database is still down.
+    """
+    try:
+        worker = _current_worker
+        if worker is None or worker.pid != os.getpid() or not worker.thread.is_alive():
+            return
+        if not _auto_replay() or not worker.waiting():
+            return
+        request = _ExitReplay()
+        worker.calls.put(request)
+        timeout = _timeout()
+        finished = request.done.wait(timeout)
+        left = sorted({str(state.spool.path) for state in worker.waiting()})
+        if left or not finished:
+            logger.warning(
+                "at exit, calls of this process are still waiting in %s%s; the next safe"
+                " call on this host or `training-db replay` applies them",
+                ", ".join(left) or "the spool",
+                "" if finished else f" (the replay did not finish within {timeout:g} s)",
+            )
+    except BaseException:  # at exit nothing may raise, not even an interrupted wait
+        return
+
+
+atexit.register(_replay_at_exit)
+
+
 # --- one call ---------------------------------------------------------------------------------
 
 
@@ -1006,24 +1328,24 @@ def _call(function: str, arguments: dict[str, Any]) -> SafeResult[Any]:
 def _call_unguarded(function: str, arguments: dict[str, Any]) -> SafeResult[Any]:
     try:
         call = _snapshot(function, arguments)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # the arguments cannot be validated or encoded: nothing to spool
         return _drop(function, None, arguments, _describe(exc))
     spool = Spool()
     worker = _worker()
+    state = worker.state(spool)
     if worker.hanging():
-        worker.state(spool).blocked = True
-        return _spool_and_warn(spool, call, "an earlier call is still hanging")
+        return state.append(call, "an earlier call is still hanging")
     pending = _Call(call, spool)
-    worker.submit(pending)
+    if not worker.submit(pending):
+        return state.append(call, "earlier calls of this process are being replayed")
     timeout = _timeout()
     pending.done.wait(timeout)
     with pending.lock:
         if pending.result is not None:
             return pending.result
         pending.abandoned = True
-        state = worker.state(spool)
-        state.blocked, state.last_attempt = True, time.monotonic()
-        return _spool_and_warn(spool, call, f"no answer within {timeout:g} s")
+        state.failed()
+        return state.append(call, f"no answer within {timeout:g} s")
 
 
 def _drop(
@@ -1055,10 +1377,39 @@ def _spool_and_warn(spool: Spool, call: SpooledCall, error: str) -> SafeResult[A
     return SafeResult(call.function, "spooled", error=error, record_id=call.id)
 
 
+def _reject_and_warn(spool: Spool, call: SpooledCall, error: str) -> SafeResult[Any]:
+    """Keep a call that retrying cannot cure in ``spool.rejected``, out of the spool.
+
+    In the spool it would only be refused again at the next replay, and until then every
+    later call of this process would wait behind it. Kept, not dropped: the database (or
+    this package) refused a call whose arguments passed validation, which people should see.
+    """
+    about = _about(call, call.function, {})
+    try:
+        with spool.locked():
+            spool.reject([_rejection(None, error, call.to_line(), call)])
+    except Exception as exc:
+        lost = f"{error}; spool.rejected could not be written: {_describe(exc)}"
+        logger.warning("%s failed and is LOST: %s", about, lost)
+        return SafeResult(call.function, "lost", error=lost)
+    logger.warning(
+        "%s failed for a reason retrying cannot cure (%s); kept in %s as %s, not retried",
+        about,
+        error,
+        spool.rejected_path,
+        call.id,
+    )
+    return SafeResult(call.function, "rejected", error=error, record_id=call.id)
+
+
 __all__ = [
+    "FAILURE_HANDLING",
     "WRITE_FUNCTIONS",
+    "CallAction",
+    "Failure",
     "MalformedLine",
     "RejectedRecord",
+    "ReplayAction",
     "ReplayReport",
     "SafeResult",
     "Spool",
@@ -1066,6 +1417,7 @@ __all__ = [
     "attach_blog_post",
     "attach_conversation",
     "attach_crash_data",
+    "classify_failure",
     "delete_run_objectives",
     "delete_tag",
     "drain",
