@@ -68,7 +68,6 @@ from typing import Any, Final, Generic, Literal, ParamSpec, TypeVar
 from urllib.parse import quote, quote_plus
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import make_url
 
 from training_db import api, jsoncodec, runs
 from training_db import history as history_store
@@ -84,6 +83,7 @@ from training_db.errors import (
     is_lock_conflict,
 )
 from training_db.models import TERMINAL_STATUSES
+from training_db.settings import url_password
 from training_db.types import utc_now
 
 logger = logging.getLogger("training_db.safe")
@@ -657,8 +657,7 @@ def _secrets() -> set[str]:
     in text (plain and URL-quoted)."""
     found: set[str] = set()
     candidates: list[str | None] = [os.environ.get("TRAINING_DB_PASSWORD")]
-    with contextlib.suppress(Exception):
-        candidates.append(make_url(os.environ["TRAINING_DB_URL"]).password)
+    candidates.append(url_password(os.environ.get("TRAINING_DB_URL", "")))
     default = api._default
     if default is not None:
         candidates.append(default.url.password)

@@ -249,6 +249,17 @@ def mask_password(text: str) -> str:
     return f"{scheme}://{user}{':' + MASK if colon else ''}@{host_part}"
 
 
+def url_password(text: str) -> str | None:
+    """The password in URL-like ``text`` as `mask_password` locates it (between the ``:``
+    after the user name and the *last* ``@``), for redacting it elsewhere; None if none."""
+    scheme = _scheme(text)
+    if scheme is None:
+        return None
+    userinfo, at, _ = text[len(scheme) + 3 :].rpartition("@")
+    _, colon, password = userinfo.partition(":")
+    return password if at and colon and password else None
+
+
 def safe_url(url: URL | str) -> str:
     """The URL as text with its password masked: the only form that goes into output."""
     if isinstance(url, URL):
