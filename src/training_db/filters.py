@@ -465,7 +465,10 @@ def _bare_step(key: str, segment: str) -> str | int:
 def _json_key(key: str, name: str) -> str:
     """An object key that both backends can address, or InvalidArgumentError."""
     if '"' in name:
-        raise _path_error(key, "JSON keys must not contain a double quote")
+        # SQLite's JSON path has no escape for a double quote inside a quoted key.
+        raise InvalidArgumentError(
+            f"filter {key!r}: JSON keys must not contain a double quote, got {name!r}"
+        )
     return _checked_text(key, name)
 
 

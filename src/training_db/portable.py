@@ -36,34 +36,56 @@ def sqlite_json_path(path: JsonPath) -> str:
     SQLite before 3.45 compares a path's key with the key's text as stored in the document,
     escapes and all, and this package stores documents as ``json.dumps`` writes them (ASCII,
     ``\\u00b2`` for ``²``); so a key is written here in that same escaped form. Newer SQLite
-    decodes the escapes on both sides, and finds it too. SQLite's path syntax has no escape
-    for a double quote, so such a key cannot be addressed.
+    decodes the escapes on both sides, and finds it too.
     """
     parts = ["$"]
     for step in path:
         if isinstance(step, int):
             parts.append(f"[{step}]" if step >= 0 else f"[#{step}]")
-            continue
-        label = json.dumps(step)[1:-1]
-        if '"' in label:
-            raise InvalidArgumentError(f"JSON key {step!r} must not contain a double quote")
-        parts.append(f'."{label}"')
+        else:
+            parts.append(f'."{_quotable(step, json.dumps(step)[1:-1])}"')
     return "".join(parts)
 
 
-def _pg_value(column: Any, path: JsonPath) -> Any:
-    """The JSONB value at ``path``: one ``->`` per step, a text key or an integer index.
+def postgresql_json_path(path: JsonPath) -> str:
+    """``['training', 0, -1]`` → ``strict $."training"[0][last]``, a SQL/JSON path.
 
-    Unlike ``#>``, which reads a text path and so lets ``'0'`` pick an object member or an
-    array element alike, ``->`` with a text operand is NULL on an array and with an integer
-    operand is NULL on an object: the grammar's meaning exactly.
+    Strict mode makes each step exact: a key on anything but an object, an index on
+    anything but an array, or a missing member or element is an error, which the
+    ``silent`` flag of `jsonb_path_query_first` turns into no value. The ``->`` operator is
+    not exact: with an integer it returns a scalar itself (``'5'::jsonb -> 0`` is ``5``).
     """
-    value = column
+    parts = ["strict $"]
     for step in path:
-        operand_type = sa.Integer() if isinstance(step, int) else sa.Text()
-        operand = sa.cast(sa.literal(step), operand_type)
-        value = value.op("->", return_type=postgresql.JSONB())(operand)
-    return value
+        if isinstance(step, int):
+            parts.append(f"[{step}]" if step >= 0 else f"[last - {-step - 1}]")
+        else:
+            parts.append(f'."{_quotable(step, json.dumps(step, ensure_ascii=False)[1:-1])}"')
+    return "".join(parts)
+
+
+def _quotable(key: str, escaped: str) -> str:
+    """``escaped`` (``key`` with JSON escapes), which may go between double quotes in a path.
+
+    SQLite's path syntax has no escape for a double quote, so such a key cannot be
+    addressed there; it is refused on both backends alike.
+    """
+    if '"' in key:
+        raise InvalidArgumentError(f"JSON key {key!r} must not contain a double quote")
+    return escaped
+
+
+def _pg_value(column: Any, path: JsonPath) -> Any:
+    """The JSONB value at ``path``, or NULL where the path leads nowhere."""
+    if not path:
+        return column
+    return sa.func.jsonb_path_query_first(
+        column,
+        sa.cast(sa.literal(postgresql_json_path(path)), postgresql.JSONPATH()),
+        sa.func.jsonb_build_object(),
+        sa.true(),
+        type_=postgresql.JSONB(),
+    )
 
 
 def _pg_text(value: Any) -> Any:
