@@ -2,7 +2,13 @@
 
 Every key is checked against a whitelist (the ``training_runs`` columns and a few named
 filters); every value is converted to the column's type and travels as a bound parameter.
-Filter values may arrive as strings from a web form or a command line.
+Filter values may arrive as strings from a web form or a command line. A value no backend
+could match or bind (an unknown status, a timestamp beyond year 9999 in UTC, an integer
+beyond 64 bits, text with a NUL) is an `InvalidArgumentError`, never a driver's exception.
+
+``config.<path>`` follows one grammar, read by `parse_json_path` into steps (object keys
+and array indices) that `training_db.portable` compiles to the same meaning on both
+backends; docs/guide/querying.md states it for users.
 """
 
 from __future__ import annotations
@@ -407,7 +413,7 @@ def _parse_iso(text: str) -> dt.datetime:
 # --- JSON paths (config., summary., tag.) -------------------------------------------------
 
 _INDEX = re.compile(r"-?[0-9]+")
-# PostgreSQL's ``->`` takes a 32-bit index; no array is ever that long.
+# PostgreSQL's SQL/JSON path subscripts are 32-bit; no stored array is ever that long.
 _MAX_INDEX = 2**31 - 1
 PATH_GRAMMAR: Final = (
     "a path is segments separated by '.': an array index (0, 12, -1), "
@@ -452,14 +458,14 @@ def _bare_step(key: str, segment: str) -> str | int:
         raise _path_error(key, "empty path segment")
     if _INDEX.fullmatch(segment) is None:
         return _json_key(key, segment)
+    # Count the digits first: int() refuses text of thousands of them.
     digits = segment.lstrip("-").lstrip("0")
-    index = int(segment) if len(digits) <= len(str(_MAX_INDEX)) else _MAX_INDEX + 1
-    if abs(index) > _MAX_INDEX:
+    if len(digits) > len(str(_MAX_INDEX)) or abs(int(segment)) > _MAX_INDEX:
         raise InvalidArgumentError(
             f"filter {key!r}: array index {segment} is out of range "
             f"(-{_MAX_INDEX} to {_MAX_INDEX}); quote it to name an object key"
         )
-    return index
+    return int(segment)
 
 
 def _json_key(key: str, name: str) -> str:

@@ -57,8 +57,10 @@ def postgresql_json_path(path: JsonPath) -> str:
     """
     parts = ["strict $"]
     for step in path:
-        if isinstance(step, int):
-            parts.append(f"[{step}]" if step >= 0 else f"[last - {-step - 1}]")
+        if isinstance(step, int) and step >= 0:
+            parts.append(f"[{step}]")
+        elif isinstance(step, int):
+            parts.append("[last]" if step == -1 else f"[last - {-step - 1}]")
         else:
             parts.append(f'."{_quotable(step, json.dumps(step, ensure_ascii=False)[1:-1])}"')
     return "".join(parts)
