@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy import URL
 
 from tests.conftest import PostgresServer, _require_postgres
-from training_db import TrainingDB, jsoncodec
+from training_db import TrainingDB, jsoncodec, portable
 from training_db.errors import InvalidArgumentError
 from training_db.filters import parse_json_path
 from training_db.settings import sqlite_url
@@ -204,6 +204,31 @@ def test_grammar_errors_describe_the_grammar() -> None:
 )
 def test_parse_json_path(path: str, steps: list[str | int]) -> None:
     assert parse_json_path(f"config.{path}", path) == steps
+
+
+@pytest.mark.parametrize(
+    ("steps", "sqlite_path", "postgresql_path"),
+    [
+        (
+            ["training", "batch_size"],
+            '$."training"."batch_size"',
+            'strict $."training"."batch_size"',
+        ),
+        (["arr", 0, -1, -3], '$."arr"[0][#-1][#-3]', 'strict $."arr"[0][last][last - 2]'),
+        (["0", "a.b", ""], '$."0"."a.b".""', 'strict $."0"."a.b".""'),
+        # SQLite < 3.45 matches a key by its stored (json.dumps, ASCII) spelling
+        (["²", "a\\b", "x\ny"], '$."\\u00b2"."a\\\\b"."x\\ny"', 'strict $."²"."a\\\\b"."x\\ny"'),
+    ],
+)
+def test_compiled_paths(steps: list[str | int], sqlite_path: str, postgresql_path: str) -> None:
+    assert portable.sqlite_json_path(steps) == sqlite_path
+    assert portable.postgresql_json_path(steps) == postgresql_path
+
+
+@pytest.mark.parametrize("compile_path", [portable.sqlite_json_path, portable.postgresql_json_path])
+def test_compiled_paths_refuse_a_double_quote(compile_path: Callable[[Any], str]) -> None:
+    with pytest.raises(InvalidArgumentError, match="must not contain a double quote"):
+        compile_path(["a", 'b") OR 1=1 --'])
 
 
 # --- property: random documents and paths, both backends, a reference evaluator ------------

@@ -9,7 +9,7 @@ import pytest
 
 from training_db import TrainingDB
 from training_db.errors import InvalidArgumentError
-from training_db.filters import MAX_LIMIT
+from training_db.filters import MAX_LIMIT, parse_timestamp
 
 UTC = dt.timezone.utc
 PLUS_ONE = dt.timezone(dt.timedelta(hours=1))
@@ -233,3 +233,12 @@ def test_sql_in_filter_values_is_just_a_value(populated: TrainingDB) -> None:
     assert populated.query_runs({"host": "ec2' OR '1'='1"}) == []
     assert populated.query_runs({"config.tag": "a' OR '1'='1"}) == []
     assert len(populated.query_runs()) == 5  # and the table is still there
+
+
+def test_parse_timestamp_beyond_utc_range_is_a_value_error(db: TrainingDB) -> None:
+    """Year 1 at +05:00 is year 0 in UTC: a ValueError (which callers turn into theirs)."""
+    with pytest.raises(ValueError, match="out of range in UTC"):
+        parse_timestamp("0001-01-01T00:00:00+05:00")
+    with pytest.raises(InvalidArgumentError, match="created_at"):
+        db.insert_run("early", None, {}, created_at="0001-01-01T00:00:00+05:00")
+    assert parse_timestamp("0001-01-01T00:00:00Z") == dt.datetime(1, 1, 1, tzinfo=UTC)
