@@ -8,9 +8,13 @@ from typing import Any
 import pytest
 
 from training_db import TrainingDB
-from training_db.filters import MAX_LIMIT
+from training_db.errors import InvalidArgumentError
+from training_db.filters import MAX_LIMIT, parse_timestamp
 
 UTC = dt.timezone.utc
+PLUS_ONE = dt.timezone(dt.timedelta(hours=1))
+MINUS_FIVE = dt.timezone(dt.timedelta(hours=-5))
+ALL = ["a", "b", "c", "d", "e"]
 
 
 @pytest.fixture
@@ -97,6 +101,22 @@ def test_default_order_is_newest_first(populated: TrainingDB) -> None:
         ({"summary.label": "run b"}, ["b"]),
         ({"summary.missing": {"gt": 0}}, []),
         ({"config.training.gradient_method": {"gt": 0}}, []),  # text never compares as number
+        # timestamp columns: ISO strings (naive = UTC, Z allowed) and datetimes, any zone
+        ({"created_at": {"lt": "2026-01-03"}}, ["a", "b"]),
+        ({"created_at": "2026-01-02T00:00:00Z"}, ["b"]),
+        ({"created_at": {"gte": dt.datetime(2026, 1, 3, 1, tzinfo=PLUS_ONE)}}, ["c", "d", "e"]),
+        (
+            {"created_at": {"in": ["2026-01-01T00:00:00+00:00", dt.datetime(2026, 1, 5)]}},
+            ["a", "e"],
+        ),
+        ({"created_at": {"ne": "2026-01-04T01:00:00+01:00"}}, ["a", "b", "c", "e"]),
+        ({"started_at": "2026-01-01T00:00:00Z"}, ["a", "b", "c", "e"]),
+        ({"started_at": {"lt": dt.datetime(2026, 1, 1, tzinfo=UTC)}}, []),
+        ({"created_at_db": {"gt": "2000-01-01"}, "updated_at_db": {"lt": "9999-12-31"}}, ALL),
+        ({"ended_at": {"gte": "0001-01-01T00:00:00Z"}}, ["a", "b", "c", "e"]),
+        ({"last_heartbeat_at": {"gt": "2000-01-01T00:00:00"}}, []),
+        ({"seed": 2**63 - 1}, []),  # the 64-bit edge binds on both backends
+        ({"seed": {"ne": -(2**63)}}, []),  # as in SQL, ne never matches NULL
     ],
 )
 def test_filters(populated: TrainingDB, filters: dict[str, Any], expected: list[str]) -> None:
@@ -164,6 +184,33 @@ def test_results_carry_tags_and_parsed_documents(populated: TrainingDB) -> None:
         ({"filters": {"config.x": {"gt": True}}}, "booleans"),
         ({"filters": {"config.x": [1, 2]}}, "compare with a number"),
         ({"filters": ["status"]}, "filters must be a dict"),
+        (
+            {"filters": {"status": "complete"}},
+            "filter 'status': unknown value 'complete'; "
+            "valid: launched, running, completed, failed, crashed",
+        ),
+        ({"filters": {"status": {"ne": "Completed"}}}, "unknown value 'Completed'"),
+        ({"filters": {"status": {"in": ["completed", "done"]}}}, "unknown value 'done'"),
+        ({"filters": {"created_at": "yesterday"}}, "'created_at': expected an ISO 8601"),
+        ({"filters": {"started_at": dt.date(2026, 1, 1)}}, "'started_at': expected an ISO"),
+        (
+            {"filters": {"created_at": {"gt": "0001-01-01T00:00:00+05:00"}}},
+            r"'created_at': '0001-01-01T00:00:00\+05:00' is out of range in UTC",
+        ),
+        (
+            {"filters": {"ended_at": dt.datetime(9999, 12, 31, 23, tzinfo=MINUS_FIVE)}},
+            "'ended_at': .* is out of range in UTC",
+        ),
+        ({"filters": {"created_after": "0001-01-01T00:00+05:00"}}, "out of range in UTC"),
+        ({"filters": {"seed": 2**70}}, "'seed': 1180591620717411303424 is out of range for a 64"),
+        ({"filters": {"seed": {"in": [1, -(2**63) - 1]}}}, "out of range for a 64-bit integer"),
+        ({"filters": {"batch_size": "1e30"}}, "out of range for a 64-bit integer"),
+        ({"filters": {"learning_rate": 10**400}}, "out of range for a 64-bit float"),
+        ({"filters": {"min_duration_hours": 10**400}}, "out of range for a 64-bit float"),
+        ({"filters": {"config.training.lr": {"gt": 10**400}}}, "an integer of 1329 bits"),
+        ({"filters": {"host": "ec2\x00"}}, "'host': text must not contain NUL"),
+        ({"filters": {"config.tag": "\udc80"}}, "lone surrogate"),
+        ({"filters": {"tag.owner": {"in": ["\x00"]}}}, "NUL"),
         ({"order_by": "created_at; DROP TABLE training_runs"}, "order_by must be"),
         ({"order_by": "nonexistent DESC"}, "order_by must be"),
         ({"order_by": "created_at DESC, run_id"}, "order_by must be"),
@@ -178,7 +225,7 @@ def test_results_carry_tags_and_parsed_documents(populated: TrainingDB) -> None:
 def test_bad_queries_raise_value_error(
     populated: TrainingDB, kwargs: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidArgumentError, match=message):
         populated.query_runs(**kwargs)
 
 
@@ -186,3 +233,12 @@ def test_sql_in_filter_values_is_just_a_value(populated: TrainingDB) -> None:
     assert populated.query_runs({"host": "ec2' OR '1'='1"}) == []
     assert populated.query_runs({"config.tag": "a' OR '1'='1"}) == []
     assert len(populated.query_runs()) == 5  # and the table is still there
+
+
+def test_parse_timestamp_beyond_utc_range_is_a_value_error(db: TrainingDB) -> None:
+    """Year 1 at +05:00 is year 0 in UTC: a ValueError (which callers turn into theirs)."""
+    with pytest.raises(ValueError, match="out of range in UTC"):
+        parse_timestamp("0001-01-01T00:00:00+05:00")
+    with pytest.raises(InvalidArgumentError, match="created_at"):
+        db.insert_run("early", None, {}, created_at="0001-01-01T00:00:00+05:00")
+    assert parse_timestamp("0001-01-01T00:00:00Z") == dt.datetime(1, 1, 1, tzinfo=UTC)

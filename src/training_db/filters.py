@@ -2,11 +2,18 @@
 
 Every key is checked against a whitelist (the ``training_runs`` columns and a few named
 filters); every value is converted to the column's type and travels as a bound parameter.
-Filter values may arrive as strings from a web form or a command line.
+Filter values may arrive as strings from a web form or a command line. A value no backend
+could match or bind (an unknown status, a timestamp beyond year 9999 in UTC, an integer
+beyond 64 bits, text with a NUL) is an `InvalidArgumentError`, never a driver's exception.
+
+``config.<path>`` follows one grammar, read by `parse_json_path` into steps (object keys
+and array indices) that `training_db.portable` compiles to the same meaning on both
+backends; docs/guide/querying.md states it for users.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import re
@@ -16,10 +23,11 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.types import TypeDecorator
 
 from training_db import portable
 from training_db.errors import InvalidArgumentError
-from training_db.models import RunTag, TrainingRun
+from training_db.models import RUN_STATUSES, RunTag, TrainingRun
 from training_db.types import as_utc
 
 OPERATORS: Final = ("eq", "ne", "gt", "gte", "lt", "lte", "in")
@@ -32,6 +40,11 @@ NAMED_FILTERS: Final = (
     "has_crash_analysis",
 )
 PREFIXED_FILTERS: Final = ("config.", "summary.", "tag.")
+# Columns whose CHECK constraint allows only these values: any other value matches nothing,
+# so with eq, ne and in it is surely a typo ("complete") and is refused.
+COLUMN_CHOICES: Final[Mapping[str, tuple[str, ...]]] = {"status": RUN_STATUSES}
+# The range of an integer both backends can bind (SQLite's INTEGER is 64-bit).
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 _ORDER_BY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)(?:\s+(ASC|DESC))?\s*$", re.IGNORECASE)
 _TRUE_TEXT = frozenset({"true", "1", "yes", "y", "on"})
@@ -103,7 +116,7 @@ def _filter_clause(key: str, value: Any, dialect: str) -> ColumnElement[bool]:
     if key in _COLUMNS:
         column = _COLUMNS[key]
         convert = _converter_for(column)
-        return _apply_operators(key, value, column, convert)
+        return _apply_operators(key, value, column, convert, COLUMN_CHOICES.get(key))
     if key == "min_duration_hours":
         hours = _to_float(key, value)
         return TrainingRun.duration_seconds >= hours * 3600.0
@@ -114,13 +127,14 @@ def _filter_clause(key: str, value: Any, dialect: str) -> ColumnElement[bool]:
     if key == "has_crash_analysis":
         return _presence(TrainingRun.crash_analysis_s3_key, _to_bool(key, value))
     if key.startswith("config.") and len(key) > len("config."):
-        keys = key[len("config.") :].split(".")
-        return _json_filter(key, value, dialect, TrainingRun.config_json, keys)
+        path = parse_json_path(key, key[len("config.") :])
+        return _json_filter(key, value, dialect, TrainingRun.config_json, path)
     if key.startswith("summary.") and len(key) > len("summary."):
-        keys = [key[len("summary.") :]]
-        return _json_filter(key, value, dialect, TrainingRun.final_metrics_json, keys)
+        # One top-level key, verbatim: W&B summary keys hold slashes and dots.
+        summary_path: list[str | int] = [_json_key(key, key[len("summary.") :])]
+        return _json_filter(key, value, dialect, TrainingRun.final_metrics_json, summary_path)
     if key.startswith("tag.") and len(key) > len("tag."):
-        tag_key = key[len("tag.") :]
+        tag_key = _checked_text(key, key[len("tag.") :])
         if value is None or value == {"eq": None}:
             # Like config.<path>: None, a run without the tag matches too.
             return sa.not_(
@@ -181,18 +195,31 @@ def _apply_operators(
     value: Any,
     column: Any,
     convert: Callable[[str, Any], Any],
+    choices: tuple[str, ...] | None = None,
 ) -> ColumnElement[bool]:
     clauses: list[ColumnElement[bool]] = []
     for operator, operand in _operator_items(key, value):
         if operator == "in":
             values = _in_values(key, operand)
-            converted = [convert(key, item) for item in values]
+            converted = [_choice(key, convert(key, item), choices) for item in values]
             clauses.append(column.in_(converted))
         elif operand is None:
             clauses.append(_null_comparison(key, operator, column))
         else:
-            clauses.append(_compare(operator, column, convert(key, operand)))
+            converted_operand = convert(key, operand)
+            if operator in ("eq", "ne"):
+                converted_operand = _choice(key, converted_operand, choices)
+            clauses.append(_compare(operator, column, converted_operand))
     return sa.and_(*clauses)
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...] | None) -> Any:
+    """``value`` if the column allows it (or allows anything), else InvalidArgumentError."""
+    if choices is not None and value not in choices:
+        raise InvalidArgumentError(
+            f"filter {key!r}: unknown value {value!r}; valid: {', '.join(choices)}"
+        )
+    return value
 
 
 def _null_comparison(key: str, operator: str, column: Any) -> ColumnElement[bool]:
@@ -212,7 +239,7 @@ def _in_values(key: str, operand: Any) -> list[Any]:
 
 
 def _converter_for(column: Any) -> Callable[[str, Any], Any]:
-    python_type = column.type.python_type
+    python_type = _python_type(column)
     if python_type is bool:
         return _to_bool
     if python_type is int:
@@ -224,15 +251,78 @@ def _converter_for(column: Any) -> Callable[[str, Any], Any]:
     return _to_str
 
 
+def _python_type(column: Any) -> type:
+    """The Python type of a column's values, looking through a TypeDecorator.
+
+    ``UTCDateTime`` (a TypeDecorator) reports ``object`` itself; its ``impl`` knows.
+    """
+    column_type = column.type
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    try:
+        python_type: type = column_type.python_type
+    except NotImplementedError:  # pragma: no cover - every training_runs type has one
+        return object
+    return python_type
+
+
+def _checked_text(key: str, text: str) -> str:
+    """``text`` if both backends can bind it: no NUL character, no lone surrogate.
+
+    PostgreSQL cannot hold a NUL in text, and neither driver can encode a lone surrogate.
+    """
+    if "\x00" in text:
+        raise InvalidArgumentError(f"filter {key!r}: text must not contain NUL, got {text!r}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(
+                f"filter {key!r}: {text!r} is not valid Unicode (it has a lone surrogate)"
+            ) from None
+    return text
+
+
+def _as_float(key: str, value: int | float) -> float:
+    """``float(value)``, or InvalidArgumentError for an int beyond a float's range."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidArgumentError(
+            f"filter {key!r}: {_number_text(value)} is out of range for a 64-bit float"
+        ) from None
+
+
+def _number_text(number: int | float) -> str:
+    """A number for a message; a huge int by its size (its digits could be thousands)."""
+    if isinstance(number, int) and number.bit_length() > 128:
+        return f"an integer of {number.bit_length()} bits"
+    return repr(number)
+
+
 def _to_str(key: str, value: Any) -> str:
     if isinstance(value, str):
-        return value
+        return _checked_text(key, value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     raise InvalidArgumentError(f"filter {key!r}: expected text, got {value!r}")
 
 
 def _to_int(key: str, value: Any) -> int:
+    """An integer for an integer column; out of the 64-bit range is an error, not no match.
+
+    SQLite cannot bind such a number at all; refusing it keeps the backends alike.
+    """
+    number = _parse_int(key, value)
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise InvalidArgumentError(
+            f"filter {key!r}: {_number_text(number)} is out of range for a 64-bit integer "
+            f"({_INT64_MIN} to {_INT64_MAX})"
+        )
+    return number
+
+
+def _parse_int(key: str, value: Any) -> int:
     if isinstance(value, bool):
         raise InvalidArgumentError(f"filter {key!r}: expected an integer, got {value!r}")
     if isinstance(value, int):
@@ -256,6 +346,8 @@ def _to_int(key: str, value: Any) -> int:
 def _to_float(key: str, value: Any) -> float:
     if isinstance(value, bool):
         raise InvalidArgumentError(f"filter {key!r}: expected a number, got {value!r}")
+    if isinstance(value, int):
+        return _as_float(key, value)
     try:
         number = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
@@ -280,53 +372,138 @@ def _to_bool(key: str, value: Any) -> bool:
 
 
 def _to_datetime(key: str, value: Any) -> dt.datetime:
+    parsed: dt.datetime | None = None
     if isinstance(value, dt.datetime):
-        return as_utc(value)
-    if isinstance(value, str):
-        try:
-            return parse_timestamp(value)
-        except ValueError:
-            pass
-    raise InvalidArgumentError(f"filter {key!r}: expected an ISO 8601 timestamp, got {value!r}")
+        parsed = value
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            parsed = _parse_iso(value)
+    if parsed is None:
+        raise InvalidArgumentError(
+            f"filter {key!r}: expected an ISO 8601 timestamp or a datetime, got {value!r}"
+        )
+    try:
+        return as_utc(parsed)
+    except OverflowError:
+        raise InvalidArgumentError(
+            f"filter {key!r}: {value!r} is out of range in UTC (years 1 to 9999)"
+        ) from None
 
 
 def parse_timestamp(text: str) -> dt.datetime:
-    """An ISO 8601 timestamp (trailing ``Z`` allowed) as aware UTC; naive means UTC."""
+    """An ISO 8601 timestamp (trailing ``Z`` allowed) as aware UTC; naive means UTC.
+
+    ValueError when the text is not a timestamp, or when in UTC it falls outside the years
+    1 to 9999 (``0001-01-01T00:00+05:00``).
+    """
+    try:
+        return as_utc(_parse_iso(text))
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range in UTC (years 1 to 9999)") from None
+
+
+def _parse_iso(text: str) -> dt.datetime:
+    """The datetime an ISO 8601 string spells (``Z`` allowed), aware or naive as written."""
     stripped = text.strip()
     if stripped.endswith(("Z", "z")):
         stripped = stripped[:-1] + "+00:00"
-    return as_utc(dt.datetime.fromisoformat(stripped))
+    return dt.datetime.fromisoformat(stripped)
 
 
 # --- JSON paths (config., summary., tag.) -------------------------------------------------
 
+_INDEX = re.compile(r"-?[0-9]+")
+# PostgreSQL's SQL/JSON path subscripts are 32-bit; no stored array is ever that long.
+_MAX_INDEX = 2**31 - 1
+PATH_GRAMMAR: Final = (
+    "a path is segments separated by '.': an array index (0, 12, -1), "
+    'a key (training, é), or a double-quoted key ("a.b", "0")'
+)
+
+
+def parse_json_path(key: str, path: str) -> list[str | int]:
+    """``'objectives.-1."a.b"'`` → ``['objectives', -1, 'a.b']``: the steps of a JSON path.
+
+    Segments are separated by dots. A bare ASCII integer (``0``, ``-1``) is an array index;
+    any other bare segment, and any double-quoted one (``"0"``, ``"a.b"``), is an object
+    key. ``key`` is the whole filter key, for the messages.
+    """
+    steps: list[str | int] = []
+    position = 0
+    while True:
+        if path.startswith('"', position):
+            end = path.find('"', position + 1)
+            if end == -1:
+                raise _path_error(key, "unbalanced double quote")
+            steps.append(_json_key(key, path[position + 1 : end]))
+            position = end + 1
+        else:
+            end = path.find(".", position)
+            end = len(path) if end == -1 else end
+            steps.append(_bare_step(key, path[position:end]))
+            position = end
+        if position == len(path):
+            return steps
+        if path[position] != ".":
+            raise _path_error(
+                key,
+                "a quoted key must be followed by '.' or the end (JSON keys must not "
+                "contain a double quote)",
+            )
+        position += 1
+
+
+def _bare_step(key: str, segment: str) -> str | int:
+    if segment == "":
+        raise _path_error(key, "empty path segment")
+    if _INDEX.fullmatch(segment) is None:
+        return _json_key(key, segment)
+    # Count the digits first: int() refuses text of thousands of them.
+    digits = segment.lstrip("-").lstrip("0")
+    if len(digits) > len(str(_MAX_INDEX)) or abs(int(segment)) > _MAX_INDEX:
+        raise InvalidArgumentError(
+            f"filter {key!r}: array index {segment} is out of range "
+            f"(-{_MAX_INDEX} to {_MAX_INDEX}); quote it to name an object key"
+        )
+    return int(segment)
+
+
+def _json_key(key: str, name: str) -> str:
+    """An object key that both backends can address, or InvalidArgumentError."""
+    if '"' in name:
+        # SQLite's JSON path has no escape for a double quote inside a quoted key.
+        raise InvalidArgumentError(
+            f"filter {key!r}: JSON keys must not contain a double quote, got {name!r}"
+        )
+    return _checked_text(key, name)
+
+
+def _path_error(key: str, problem: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"filter {key!r}: {problem}; {PATH_GRAMMAR}")
+
 
 def _json_filter(
-    key: str, value: Any, dialect: str, column: Any, keys: list[str]
+    key: str, value: Any, dialect: str, column: Any, path: list[str | int]
 ) -> ColumnElement[bool]:
-    if any(part == "" for part in keys):
-        raise InvalidArgumentError(f"filter {key!r}: empty path segment")
-    if any('"' in part for part in keys):
-        raise InvalidArgumentError(f"filter {key!r}: JSON keys must not contain a double quote")
     clauses: list[ColumnElement[bool]] = []
     for operator, operand in _operator_items(key, value):
         if operator == "in":
             options = [
-                _json_comparison(key, "eq", item, dialect, column, keys)
+                _json_comparison(key, "eq", item, dialect, column, path)
                 for item in _in_values(key, operand)
             ]
             clauses.append(sa.or_(*options))
         else:
-            clauses.append(_json_comparison(key, operator, operand, dialect, column, keys))
+            clauses.append(_json_comparison(key, operator, operand, dialect, column, path))
     return sa.and_(*clauses)
 
 
 def _json_comparison(
-    key: str, operator: str, operand: Any, dialect: str, column: Any, keys: list[str]
+    key: str, operator: str, operand: Any, dialect: str, column: Any, path: list[str | int]
 ) -> ColumnElement[bool]:
-    """Compare the JSON value at ``keys`` with ``operand``: numbers as numbers, text as text."""
+    """Compare the JSON value at ``path`` with ``operand``: numbers as numbers, text as text."""
     if operand is None:
-        null = portable.json_is_null(dialect, column, keys)
+        null = portable.json_is_null(dialect, column, path)
         if operator == "eq":
             return null
         if operator == "ne":
@@ -337,24 +514,25 @@ def _json_comparison(
             raise InvalidArgumentError(
                 f"filter {key!r}: booleans can only be compared with 'eq' or 'ne'"
             )
-        extracted = portable.json_boolean_text(dialect, column, keys)
+        extracted = portable.json_boolean_text(dialect, column, path)
         return _compare(operator, extracted, "true" if operand else "false")
-    number = _as_number(operand)
+    number = _as_number(key, operand)
     if number is not None:
-        return _compare(operator, portable.json_number(dialect, column, keys), number)
+        return _compare(operator, portable.json_number(dialect, column, path), number)
     if isinstance(operand, str):
-        return _compare(operator, portable.json_string(dialect, column, keys), operand)
+        text = _checked_text(key, operand)
+        return _compare(operator, portable.json_string(dialect, column, path), text)
     raise InvalidArgumentError(
         f"filter {key!r}: compare with a number, a string, a boolean or None, got {operand!r}"
     )
 
 
-def _as_number(operand: Any) -> float | None:
-    """A finite number for numeric comparison, from a number or numeric text; else None."""
+def _as_number(key: str, operand: Any) -> float | None:
+    """A number for numeric comparison, from a number or numeric text; else None."""
     if isinstance(operand, bool):
         return None
     if isinstance(operand, (int, float)):
-        number = float(operand)
+        number = _as_float(key, operand)
     elif isinstance(operand, str):
         try:
             number = float(operand.strip())
@@ -363,5 +541,5 @@ def _as_number(operand: Any) -> float | None:
     else:
         return None
     if math.isnan(number):
-        raise InvalidArgumentError("NaN matches nothing; compare with a number")
+        raise InvalidArgumentError(f"filter {key!r}: NaN matches nothing; compare with a number")
     return number
