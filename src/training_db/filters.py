@@ -377,7 +377,7 @@ def _to_datetime(key: str, value: Any) -> dt.datetime:
         parsed = value
     elif isinstance(value, str):
         with contextlib.suppress(ValueError):
-            parsed = _parse_iso(value)
+            parsed = parse_iso(value)
     if parsed is None:
         raise InvalidArgumentError(
             f"filter {key!r}: expected an ISO 8601 timestamp or a datetime, got {value!r}"
@@ -397,12 +397,12 @@ def parse_timestamp(text: str) -> dt.datetime:
     1 to 9999 (``0001-01-01T00:00+05:00``).
     """
     try:
-        return as_utc(_parse_iso(text))
+        return as_utc(parse_iso(text))
     except OverflowError:
         raise ValueError(f"{text!r} is out of range in UTC (years 1 to 9999)") from None
 
 
-def _parse_iso(text: str) -> dt.datetime:
+def parse_iso(text: str) -> dt.datetime:
     """The datetime an ISO 8601 string spells (``Z`` allowed), aware or naive as written."""
     stripped = text.strip()
     if stripped.endswith(("Z", "z")):

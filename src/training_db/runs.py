@@ -265,7 +265,7 @@ def optional_timestamp(name: str, value: Any) -> dt.datetime | None:
         if isinstance(value, dt.datetime):
             return as_utc(value)
         if isinstance(value, str):
-            return filters.parse_timestamp(value)
+            return as_utc(filters.parse_iso(value))
     except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is before year 1 in UTC
         raise InvalidArgumentError(
             f"{name} is out of range: {value!r} is not between years 1 and 9999 in UTC"
@@ -281,8 +281,8 @@ def _document(name: str, value: Any) -> dict[str, Any] | None:
         return None
     if not jsoncodec.is_mapping_like(value):
         raise InvalidArgumentError(
-            f"{name} must be a dict (or dict-like, such as wandb.run.summary), "
-            f"got {type(value).__name__}"
+            f"{name} must be a dict, got {type(value).__name__} "
+            "(a dict-like object such as wandb.run.summary works too)"
         )
     converted = jsoncodec.to_jsonable(value, path=name)
     jsoncodec.encode_document(converted)  # raises on keys the database cannot hold
