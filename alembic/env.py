@@ -1,6 +1,6 @@
 """Alembic environment: the same database as the package, the models as the target.
 
-A connection handed in by ``training_db.migrations`` (``config.attributes["connection"]``)
+A connection handed in by ``training_db.schema.migrations`` (``config.attributes["connection"]``)
 is used as it is, inside the transaction and lock its caller holds. Otherwise the URL is
 ``-x url=...``, else resolved from the TRAINING_DB_* variables like the package does.
 
@@ -18,9 +18,13 @@ from alembic import context
 from alembic.util import CommandError
 from sqlalchemy import Connection
 
-from training_db.migrations import acquire_migration_lock, is_unversioned, unversioned_message
-from training_db.models import Base
-from training_db.settings import make_engine, resolve_url, safe_url
+from training_db.core.settings import make_engine, resolve_url, safe_url
+from training_db.schema import Base
+from training_db.schema.migrations import (
+    acquire_migration_lock,
+    is_unversioned,
+    unversioned_message,
+)
 
 config = context.config
 if config.config_file_name is not None:

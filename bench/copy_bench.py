@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from bench.databases import pg_admin_url
 from bench.workload import completed_run, count_values, make_history
 from training_db import TrainingDB
-from training_db.settings import sqlite_url
-from training_db.transfer import copy_database
+from training_db.core.settings import sqlite_url
+from training_db.ops.transfer import copy_database
 
 SEED = 20261123
 

@@ -26,7 +26,7 @@ import psycopg2
 import sqlalchemy as sa
 from sqlalchemy import URL, make_url
 
-from training_db.settings import sqlite_url
+from training_db.core.settings import sqlite_url
 
 PG_ENV: Final = "TRAINING_DB_BENCH_POSTGRES_URL"
 DEFAULT_PG_ADMIN_URL: Final = "postgresql+psycopg2://root@127.0.0.1:5432/test"

@@ -21,7 +21,7 @@ from psycopg2.extras import execute_values
 
 from bench.databases import NAIVE_TABLE, copy_into, is_sqlite_connection, raw_transaction
 from bench.workload import STEP_KEY, logged_points
-from training_db.history import DEFAULT_KEY_METRICS, decode_series, encode_series
+from training_db.store.history import DEFAULT_KEY_METRICS, decode_series, encode_series
 
 NAIVE_DDL: Final = f"""
 CREATE TABLE {NAIVE_TABLE} (

@@ -2,7 +2,7 @@
 
 The runs are made with the wandb client in offline mode (no network), one subprocess per
 run, and kept in ``--runs-dir`` so later invocations only time the import. Then they are
-imported with ``training_db.wandb_import.import_directories`` into a brand-new database
+imported with ``training_db.store.wandb.import_directories`` into a brand-new database
 (SQLite file by default, or ``--url``), and the time to read the logs alone is reported
 next to it.
 
@@ -28,8 +28,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from training_db import TrainingDB
-from training_db.wandb_files import find_run_dirs, read_run
-from training_db.wandb_import import count_actions, import_directories
+from training_db.core.wandb_files import find_run_dirs, read_run
+from training_db.ops.wandb_import import count_actions, import_directories
 
 SCRIPT = textwrap.dedent(
     """

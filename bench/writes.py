@@ -36,7 +36,7 @@ from bench.workload import (
     make_run,
 )
 from training_db import TrainingDB
-from training_db.history import STEP_KEY
+from training_db.store.history import STEP_KEY
 
 History = dict[str, list[Any]]
 # A metric that is in the history but not in the summary (W&B per-layer gradients).

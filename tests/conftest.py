@@ -18,8 +18,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import URL, make_url
 
-from training_db import TrainingDB, migrations
-from training_db.settings import sqlite_url
+from training_db import TrainingDB
+from training_db.core.settings import sqlite_url
+from training_db.schema import migrations
 
 BACKENDS = ("sqlite", "postgresql")
 PG_ENV = "TRAINING_DB_TEST_POSTGRES_URL"

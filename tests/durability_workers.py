@@ -29,9 +29,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from training_db import TrainingDB, objectives, runs
-from training_db import history as history_store
-from training_db.models import TrainingRun
+from training_db import TrainingDB
+from training_db.schema import TrainingRun
+from training_db.store import history as history_store
+from training_db.store import objectives, runs
 
 CHUNK = 50
 SUMMARY_KEYS = 150

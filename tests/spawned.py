@@ -27,10 +27,10 @@ class _Messages(logging.Handler):
 def start_training(url: str, index: int, first_call: str, barrier: Any, results: Any) -> None:
     """A training script's start: bind the API, wait for the others, then use the database.
 
-    Reports ``(index, log messages of Alembic and training_db.migrations, error or None)``.
+    Reports ``(index, log messages of Alembic and training_db.schema.migrations, error or None)``.
     """
     messages = _Messages()
-    for name in ("alembic.runtime.migration", "training_db.migrations"):
+    for name in ("alembic.runtime.migration", "training_db.schema.migrations"):
         logger = logging.getLogger(name)
         logger.setLevel(logging.INFO)
         logger.addHandler(messages)

@@ -27,9 +27,10 @@ from tests.legacy_schemas import (
     create_legacy_database,
     execute_all,
 )
-from training_db import SchemaVersionError, TrainingDB, migrations
-from training_db.adoption import ASIDE_PREFIX, ASIDE_SCHEMA, legacy_timestamp, legacy_value
-from training_db.types import JSONDocument, UTCDateTime
+from training_db import SchemaVersionError, TrainingDB
+from training_db.core.types import JSONDocument, UTCDateTime
+from training_db.schema import migrations
+from training_db.schema.adoption import ASIDE_PREFIX, ASIDE_SCHEMA, legacy_timestamp, legacy_value
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 UTC = dt.timezone.utc

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from training_db.analysis import (
+from training_db.ops.analysis import (
     detect_divergence,
     detect_plateau,
     detect_spikes,

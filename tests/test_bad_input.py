@@ -26,8 +26,8 @@ from training_db import (
     RunNotFoundError,
     TrainingDB,
 )
-from training_db.jsoncodec import NotJSONSerializableError
-from training_db.settings import sqlite_url
+from training_db.core.jsoncodec import NotJSONSerializableError
+from training_db.core.settings import sqlite_url
 
 NAN, INF = math.nan, math.inf
 Call = Callable[[TrainingDB], object]

@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import URL
 
-from training_db import TrainingDB, migrations
+from training_db import TrainingDB
 from training_db.cli import main, parse_since, parse_where
-from training_db.demo import DEMO_RUNS
+from training_db.ops.demo import DEMO_RUNS
+from training_db.schema import migrations
 
 
 def invoke(url: URL, *args: str) -> Result:
@@ -327,7 +328,7 @@ def test_backup(demo_url: URL, tmp_path: Path) -> None:
         assert "pg_dump" in result.output
         return
     assert result.exit_code == 0, result.output
-    from training_db.settings import sqlite_url
+    from training_db.core.settings import sqlite_url
 
     assert TrainingDB(sqlite_url(target)).get_stats() == TrainingDB(demo_url).get_stats()
     refused = invoke(demo_url, "backup", str(target))

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import URL
 
 from training_db import DatabaseUnavailableError, TrainingDB
-from training_db.models import RunHistoryKeyMetrics
+from training_db.schema import RunHistoryKeyMetrics
 
 PROCESSES = 8
 WRITES_PER_PROCESS = 500

@@ -113,7 +113,7 @@ def test_different_key_metrics_at_the_same_steps_all_land(db_url: URL) -> None:
     with database.engine.connect() as connection:
         import sqlalchemy as sa
 
-        from training_db.models import RunHistoryKeyMetrics as K
+        from training_db.schema import RunHistoryKeyMetrics as K
 
         rows = connection.execute(
             sa.select(K.step, K.loss, K.grad_norm, K.learning_rate)

@@ -21,8 +21,9 @@ from sqlalchemy import URL
 from tests import spawned
 from tests.legacy_schemas import RUN_IDS, create_legacy_database
 from tests.test_revisions_roundtrip import revisions_in_order
-from training_db import TrainingDB, migrations
-from training_db.settings import sqlite_url
+from training_db import TrainingDB
+from training_db.core.settings import sqlite_url
+from training_db.schema import migrations
 
 PROCESSES = 6
 SPAWN = multiprocessing.get_context("spawn")

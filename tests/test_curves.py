@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from training_db import TrainingDB, analysis, curves
+from training_db import TrainingDB
+from training_db.ops import analysis, curves
 
 
 @pytest.fixture

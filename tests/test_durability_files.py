@@ -30,7 +30,7 @@ from training_db import (
     TrainingDBError,
     safe,
 )
-from training_db.settings import sqlite_url
+from training_db.core.settings import sqlite_url
 
 SMALL_FS_BYTES = 2 * 1024 * 1024
 

@@ -13,7 +13,7 @@ from sqlalchemy import URL, Connection
 
 from tests.conftest import table_snapshot
 from training_db import DatabaseUnavailableError, TrainingDB
-from training_db.settings import safe_url
+from training_db.core.settings import safe_url
 
 WRITES = 20
 

@@ -14,7 +14,8 @@ from sqlalchemy import URL
 
 import training_db
 from tests.conftest import table_snapshot
-from training_db import RunNotFoundError, TrainingDB, migrations, safe
+from training_db import RunNotFoundError, TrainingDB, safe
+from training_db.schema import migrations
 
 UTC = dt.timezone.utc
 

@@ -15,15 +15,15 @@ from sqlalchemy import URL
 
 from tests.conftest import table_snapshot
 from training_db import RunNotFoundError, TrainingDB
-from training_db.history import (
+from training_db.store.history import (
     decode_series,
     decode_steps,
     encode_series,
     encode_steps,
     normalize_history,
     to_columns,
-    value_kind,
 )
+from training_db.store.history.codec import value_kind
 
 NAN = float("nan")
 

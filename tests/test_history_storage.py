@@ -18,8 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import URL
 
-from training_db import TrainingDB, migrations
-from training_db.history import (
+from training_db import TrainingDB
+from training_db.schema import migrations
+from training_db.store.history import (
     KeyMetricMapping,
     decode_series,
     decode_steps,

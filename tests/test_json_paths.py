@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 from sqlalchemy import URL
 
 from tests.conftest import PostgresServer, _require_postgres
-from training_db import TrainingDB, jsoncodec, portable
-from training_db.errors import InvalidArgumentError
-from training_db.filters import parse_json_path
-from training_db.settings import sqlite_url
+from training_db import TrainingDB
+from training_db.core import jsoncodec, portable
+from training_db.core.errors import InvalidArgumentError
+from training_db.core.settings import sqlite_url
+from training_db.store.filters import parse_json_path
 
 # Keys that mean something in SQL, in LIKE patterns or in a JSON path; each is a plain key.
 HOSTILE_KEYS = (

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from training_db import TrainingDB
-from training_db.jsoncodec import (
+from training_db.core.jsoncodec import (
     NotJSONSerializableError,
     decode_document,
     dumps,

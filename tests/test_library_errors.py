@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import table_snapshot
 from training_db import InvalidArgumentError, TrainingDB, TrainingDBError
-from training_db.errors import translated_errors
-from training_db.jsoncodec import MAX_DEPTH
-from training_db.models import TrainingRun
+from training_db.core.errors import translated_errors
+from training_db.core.jsoncodec import MAX_DEPTH
+from training_db.schema import TrainingRun
 
 PLUS_FIVE = dt.timezone(dt.timedelta(hours=5))
 MINUS_FIVE = dt.timezone(dt.timedelta(hours=-5))

@@ -14,10 +14,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL
 
-from training_db import SchemaVersionError, TrainingDB, migrations
-from training_db.migrations import DataLossError
-from training_db.models import Base
-from training_db.types import JSONDocument
+from training_db import SchemaVersionError, TrainingDB
+from training_db.core.types import JSONDocument
+from training_db.schema import Base, migrations
+from training_db.schema.migrations import DataLossError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

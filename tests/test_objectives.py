@@ -17,14 +17,9 @@ from sqlalchemy.orm import Session
 
 import training_db
 from tests.conftest import table_snapshot
-from training_db import (
-    DuplicateError,
-    ObjectiveAlreadyExistsError,
-    RunNotFoundError,
-    TrainingDB,
-    objectives,
-)
-from training_db.models import RunObjective, TrainingRun
+from training_db import DuplicateError, ObjectiveAlreadyExistsError, RunNotFoundError, TrainingDB
+from training_db.schema import RunObjective, TrainingRun
+from training_db.store import completion, objectives
 
 UTC = dt.timezone.utc
 Config = Callable[..., dict[str, Any]]
@@ -889,7 +884,7 @@ def test_finish_run_is_atomic(
             raise RuntimeError("disk on fire")
         store(session, run_id, objective)
 
-    monkeypatch.setattr(objectives, "store_summary_objective", store_then_fail)
+    monkeypatch.setattr(completion, "store_summary_objective", store_then_fail)
     with pytest.raises(RuntimeError, match="disk on fire"):
         launched.finish_run("run-1", "completed", SUMMARY)
     # Inside the transaction the run was completed and COMT written before the failure ...
@@ -918,7 +913,7 @@ def test_a_database_error_in_finish_run_writes_nothing(
             .values(direction="sideways")  # breaks the CHECK constraint
         )
 
-    monkeypatch.setattr(objectives, "store_summary_objective", store_then_violate)
+    monkeypatch.setattr(completion, "store_summary_objective", store_then_violate)
     with pytest.raises(training_db.DatabaseWriteError, match="rejected"):
         launched.finish_run("run-1", "completed", SUMMARY)
     assert table_snapshot(db_url) == before

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from training_db.plots import (
+from training_db.ops.plots import (
     MISSING_MATPLOTLIB,
     SPARK_BLOCKS,
     _mean_and_spread,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from training_db import TrainingDB
-from training_db.errors import InvalidArgumentError
-from training_db.filters import MAX_LIMIT, parse_timestamp
+from training_db.core.errors import InvalidArgumentError
+from training_db.core.validation import MAX_LIMIT, parse_timestamp
 
 UTC = dt.timezone.utc
 PLUS_ONE = dt.timezone(dt.timedelta(hours=1))

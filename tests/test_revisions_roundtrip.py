@@ -21,10 +21,11 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection
 
-from training_db import TrainingDB, migrations
-from training_db.history import encode_series
-from training_db.migrations import DataLossError
-from training_db.types import JSONDocument, UTCDateTime
+from training_db import TrainingDB
+from training_db.core.types import JSONDocument, UTCDateTime
+from training_db.schema import migrations
+from training_db.schema.migrations import DataLossError
+from training_db.store.history import encode_series
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 UTC = dt.timezone.utc

@@ -20,10 +20,10 @@ from training_db import (
     RunAlreadyExistsError,
     RunNotFoundError,
     TrainingDB,
-    jsoncodec,
-    runs,
 )
-from training_db.models import RUN_STATUSES, TrainingRun
+from training_db.core import jsoncodec
+from training_db.schema import RUN_STATUSES, TrainingRun
+from training_db.store import runs
 
 UTC = dt.timezone.utc
 Config = Callable[..., dict[str, Any]]

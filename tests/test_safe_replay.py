@@ -34,7 +34,7 @@ import training_db
 from tests.test_pg_faults import TcpProxy, wait_for
 from training_db import TrainingDB, safe
 from training_db.cli import main
-from training_db.errors import (
+from training_db.core.errors import (
     CorruptDataError,
     DatabaseUnavailableError,
     DatabaseWriteError,
@@ -45,8 +45,8 @@ from training_db.errors import (
     RunNotFoundError,
     SchemaVersionError,
 )
+from training_db.core.settings import sqlite_url
 from training_db.safe import SpooledCall
-from training_db.settings import sqlite_url
 
 UTC = dt.timezone.utc
 ROOT = Path(__file__).resolve().parent.parent

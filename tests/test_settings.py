@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from training_db import TrainingDB
-from training_db.errors import InvalidArgumentError
-from training_db.settings import (
+from training_db.core.errors import InvalidArgumentError
+from training_db.core.settings import (
     default_sqlite_path,
     make_engine,
     mask_password,

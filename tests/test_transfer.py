@@ -23,11 +23,10 @@ from sqlalchemy import URL
 
 from tests import spawned
 from tests.conftest import PostgresServer
-from training_db import DatabaseNotFoundError, SchemaVersionError, TrainingDB, migrations
+from training_db import DatabaseNotFoundError, SchemaVersionError, TrainingDB
 from training_db.cli import main
-from training_db.models import Base
-from training_db.settings import sqlite_url
-from training_db.transfer import (
+from training_db.core.settings import sqlite_url
+from training_db.ops.transfer import (
     CopyProgress,
     CopyVerificationError,
     TransferError,
@@ -36,6 +35,7 @@ from training_db.transfer import (
     restore_sqlite,
     table_checksums,
 )
+from training_db.schema import Base, migrations
 
 SPAWN = multiprocessing.get_context("spawn")
 TABLES = [table.name for table in Base.metadata.sorted_tables]
@@ -408,7 +408,7 @@ def test_restore_keeps_a_timestamped_copy_of_the_database_it_replaces(
     backup = backup_sqlite(tmp_path / "other.db", tmp_path / "backup.db")
     live = tmp_path / "live.db"
     crashed_with_commits_in_the_wal(tmp_path, live)
-    caplog.set_level(logging.INFO, logger="training_db.transfer")
+    caplog.set_level(logging.INFO, logger="training_db.ops.transfer")
 
     before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     result = restore_sqlite(backup, sqlite_url(live))

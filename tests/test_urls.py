@@ -21,8 +21,8 @@ from click.testing import CliRunner
 import training_db
 from training_db import DatabaseUnavailableError, TrainingDB, safe
 from training_db.cli import main
-from training_db.errors import InvalidArgumentError, TrainingDBError
-from training_db.settings import resolve_url
+from training_db.core.errors import InvalidArgumentError, TrainingDBError
+from training_db.core.settings import resolve_url
 
 RESOLUTION_VARIABLES = (
     "TRAINING_DB_URL",

@@ -31,8 +31,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training_db import wandb_files
-from training_db.wandb_files import (
+from training_db.core import wandb_files
+from training_db.core.wandb_files import (
     BLOCK_SIZE,
     WandbFileError,
     find_run_dirs,
@@ -56,7 +56,7 @@ TRAIN_SCRIPT = textwrap.dedent(
 
     import wandb
 
-    from training_db import wandb_files
+    from training_db.core import wandb_files
 
     with open(sys.argv[1]) as spec_file:
         spec = json.load(spec_file)
@@ -536,7 +536,7 @@ def test_a_cut_off_log_yields_everything_before_the_cut(
     cut_inside = cut not in {end for _, end in spans}
     damaged = tmp_path / "run-cut.wandb"
     damaged.write_bytes(data[:cut])
-    with caplog.at_level(logging.WARNING, logger="training_db.wandb_files"):
+    with caplog.at_level(logging.WARNING, logger="training_db.core.wandb_files"):
         log = read_run(damaged)
     assert log.records == complete
     assert scan_log(data[:cut]).payloads == full[:complete]
@@ -557,7 +557,7 @@ def test_a_bad_checksum_stops_the_log_there(
     data[offsets[index] + 7 + 2] ^= 0x40  # one bit of one payload byte
     damaged = tmp_path / "run-flipped.wandb"
     damaged.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger="training_db.wandb_files"):
+    with caplog.at_level(logging.WARNING, logger="training_db.core.wandb_files"):
         log = read_run(damaged)
     assert log.truncated and log.problem is not None and "checksum" in log.problem
     assert log.records == index
@@ -769,7 +769,7 @@ def test_typed_history_items_and_bad_json(tmp_path: Path, caplog: pytest.LogCapt
     row.item.add(key="empty")  # no value at all: not logged
     exit_record = pb().Record()
     exit_record.exit.exit_code = 3
-    with caplog.at_level(logging.WARNING, logger="training_db.wandb_files"):
+    with caplog.at_level(logging.WARNING, logger="training_db.core.wandb_files"):
         log = read_run(write_records(tmp_path, [history, exit_record]))
     (only,) = log.history
     assert only["_step"] == 5  # from the record's step: no _step item
@@ -824,7 +824,7 @@ def test_without_wandb_a_clear_import_error(
 
 
 def test_importing_training_db_does_not_import_wandb() -> None:
-    code = "import sys, training_db, training_db.wandb_import; print('wandb' in sys.modules)"
+    code = "import sys, training_db, training_db.store.wandb; print('wandb' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )

@@ -31,16 +31,14 @@ from tests.test_wandb_files import (
     start_training,
 )
 from training_db import TrainingDB
-from training_db.wandb_files import WandbFileError, read_run
-from training_db.wandb_import import (
+from training_db.core.wandb_files import WandbFileError, read_run
+from training_db.ops.wandb_import import count_actions, import_directories, settle
+from training_db.store.wandb import (
     ConfigObjective,
     ImportResult,
     WandbRunConflictError,
     config_run_id,
-    count_actions,
-    import_directories,
     objectives_from_config,
-    settle,
 )
 
 W_AND_B_KEYS = {"_step", "_runtime", "_timestamp"}
@@ -401,19 +399,19 @@ def test_settle_live_and_finished_run_objects(
     killed = runs["killed"].run_file
     live = types.SimpleNamespace(settings=types.SimpleNamespace(sync_file=str(killed)))
     live._is_finished = False
-    with caplog.at_level(logging.WARNING, logger="training_db.wandb_import"):
+    with caplog.at_level(logging.WARNING, logger="training_db.store.wandb"):
         assert settle(live, None, timeout=5) == (killed, "running")
         assert settle(live, "crashed", timeout=5) == (killed, "crashed")
     assert "still live" in caplog.text
     caplog.clear()
     finished = types.SimpleNamespace(dir=str(killed.parent / "files"), _is_finished=True)
-    with caplog.at_level(logging.WARNING, logger="training_db.wandb_import"):
+    with caplog.at_level(logging.WARNING, logger="training_db.store.wandb"):
         assert settle(finished, None, timeout=0.2) == (killed, None)  # no exit record: waited
     assert "no exit record after" in caplog.text
     caplog.clear()
     done = runs["raised"].run_file
     as_path = str(done.parent)
-    with caplog.at_level(logging.WARNING, logger="training_db.wandb_import"):
+    with caplog.at_level(logging.WARNING, logger="training_db.store.wandb"):
         assert settle(types.SimpleNamespace(dir=str(done.parent / "files")), None, 5) == (
             done,
             None,

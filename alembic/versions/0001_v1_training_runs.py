@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from training_db.migrations import refuse_data_loss
-from training_db.types import JSONDocument, UTCDateTime
+from training_db.core.types import JSONDocument, UTCDateTime
+from training_db.schema.migrations import refuse_data_loss
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None

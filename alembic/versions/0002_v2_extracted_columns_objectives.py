@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from training_db.extraction import backfill_extracted_columns
-from training_db.migrations import refuse_data_loss
+from training_db.schema.migrations import refuse_data_loss
+from training_db.store.extraction import backfill_extracted_columns
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"

@@ -2,7 +2,7 @@
 
 * ``kind`` may be ``float_bp`` or ``int_bp``: a series of 16 or more numbers is stored as
   byte planes, the repetitive high planes (sign, exponent, leading mantissa bits) deflated
-  and the noisy low planes as they are (``training_db.history.pack_planes``): the same
+  and the noisy low planes as they are (``training_db.store.history.pack_planes``): the same
   numbers, bit for bit, in ~17% less space on noisy float64 series and about half on
   float32-exact ones (a ``torch`` loss's ``.item()``).
 * ``step_data`` may be a bitmap over first..last step (tag ``B``), for steps logged with a
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from training_db.history import decode_steps, unpack_planes
+from training_db.store.history import decode_steps, unpack_planes
 
 revision: str = "0006"
 down_revision: str | Sequence[str] | None = "0005"

@@ -45,7 +45,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from training_db.migrations import refuse_narrowing
+from training_db.schema.migrations import refuse_narrowing
 
 revision: str = "0007"
 down_revision: str | Sequence[str] | None = "0006"

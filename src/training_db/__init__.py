@@ -5,43 +5,15 @@ Training scripts import plain functions from here::
     from training_db import insert_run, update_run_status, attach_crash_data
 
 They act on the database chosen by the ``TRAINING_DB_*`` environment variables (or by
-:func:`configure`). :class:`TrainingDB` offers the same functions as methods for code that
-talks to two databases at once.
+:func:`configure`). :class:`TrainingDB` offers the same operations as methods for code that
+talks to two databases at once. Each operation is declared once, in its family in
+``training_db.store`` (or ``training_db.ops``); the functions here are made from those
+declarations (see `training_db.core.operations`).
 """
 
-from training_db.api import (
-    attach_blog_post,
-    attach_conversation,
-    attach_crash_data,
-    compare_gradient_methods,
-    configure,
-    delete_history,
-    delete_run_objectives,
-    delete_tag,
-    finish_from_wandb,
-    finish_run,
-    get_db,
-    get_history,
-    get_objective_statistics,
-    get_run,
-    get_run_objectives,
-    get_stats,
-    get_tags,
-    heartbeat,
-    init_db,
-    insert_objective,
-    insert_run,
-    log_history,
-    mark_stale_runs,
-    query_runs,
-    query_runs_by_objectives,
-    record_wandb_run,
-    set_tags,
-    update_objective_metric,
-    update_run_status,
-)
-from training_db.db import TrainingDB
-from training_db.errors import (
+from training_db import api
+from training_db.api import TrainingDB, configure, get_db, init_db
+from training_db.core.errors import (
     CorruptDataError,
     DatabaseNotFoundError,
     DatabaseUnavailableError,
@@ -55,9 +27,11 @@ from training_db.errors import (
     SchemaVersionError,
     TrainingDBError,
 )
-from training_db.wandb_files import WandbFileError
+from training_db.core.wandb_files import WandbFileError
 
-__all__ = [
+globals().update(api.FUNCTIONS)
+
+__all__ = [  # noqa: PLE0604 - the functions are made from the declared operations
     "CorruptDataError",
     "DatabaseNotFoundError",
     "DatabaseUnavailableError",
@@ -72,33 +46,8 @@ __all__ = [
     "TrainingDB",
     "TrainingDBError",
     "WandbFileError",
-    "attach_blog_post",
-    "attach_conversation",
-    "attach_crash_data",
-    "compare_gradient_methods",
     "configure",
-    "delete_history",
-    "delete_run_objectives",
-    "delete_tag",
-    "finish_from_wandb",
-    "finish_run",
     "get_db",
-    "get_history",
-    "get_objective_statistics",
-    "get_run",
-    "get_run_objectives",
-    "get_stats",
-    "get_tags",
-    "heartbeat",
     "init_db",
-    "insert_objective",
-    "insert_run",
-    "log_history",
-    "mark_stale_runs",
-    "query_runs",
-    "query_runs_by_objectives",
-    "record_wandb_run",
-    "set_tags",
-    "update_objective_metric",
-    "update_run_status",
+    *sorted(api.FUNCTIONS),
 ]

@@ -1,23 +1,39 @@
-"""The module-level API that training scripts import, bound to a default database.
+"""`TrainingDB`, and the module-level API that training scripts import, made from the
+declared operations.
 
-``configure(url)`` (re)binds it; until then the first call resolves the URL from the
-``TRAINING_DB_*`` environment variables (see :mod:`training_db.settings`).
+Every declared operation (`training_db.core.operations`) becomes a function here with its
+exact signature, acting on a default database: ``training_db.insert_run(...)`` is
+``get_db().insert_run(...)``. `configure` (re)binds the default; until then the first call
+resolves the URL from the ``TRAINING_DB_*`` environment variables
+(`training_db.core.settings`).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import threading
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 from sqlalchemy import URL
 
-from training_db.db import TrainingDB
+from training_db.core.operations import Operation, operations
+from training_db.db import Database
+from training_db.ops.curves import CurveOperations
+from training_db.ops.wandb_import import WandbOperations
 
-P = ParamSpec("P")
-R = TypeVar("R")
+
+class TrainingDB(Database, WandbOperations, CurveOperations):
+    """A training-runs database at ``url`` (resolved from the env vars when None).
+
+    Every public operation is a method: one transaction around one repository function
+    (or, for the W&B and curve use cases, a few). Nothing connects until the first call.
+    The first write to a database that does not exist creates it at the newest schema
+    revision; a read of a missing SQLite file raises `DatabaseNotFoundError`; a database
+    behind (or ahead of) this code's revision raises `SchemaVersionError` naming the
+    command that fixes it. ``key_metrics`` says which history keys fill the per-step
+    key-metrics table.
+    """
+
 
 _default: TrainingDB | None = None
 _default_lock = threading.Lock()
@@ -41,53 +57,37 @@ def configure(url: str | URL | None = None) -> TrainingDB:
 def get_db() -> TrainingDB:
     """The default database of the module-level functions (created on first use)."""
     global _default
+    database = _default
+    if database is not None:
+        return database
     with _default_lock:
         if _default is None:
             _default = TrainingDB()
         return _default
 
 
-def on_default_db(method: Callable[Concatenate[TrainingDB, P], R]) -> Callable[P, R]:
-    """A module-level function that calls ``method`` on the current default database."""
-
-    @functools.wraps(method)
-    def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        return method(get_db(), *args, **kwargs)
-
-    # help() and the docs show the training code's signature, without the method's ``self``.
-    signature = inspect.signature(method)
-    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=list(signature.parameters.values())[1:]
-    )
-    return call
+def init_db() -> None:
+    """Create or upgrade the default database to the newest revision (idempotent)."""
+    get_db().init_db()
 
 
-init_db = on_default_db(TrainingDB.init_db)
-insert_run = on_default_db(TrainingDB.insert_run)
-update_run_status = on_default_db(TrainingDB.update_run_status)
-get_run = on_default_db(TrainingDB.get_run)
-query_runs = on_default_db(TrainingDB.query_runs)
-get_stats = on_default_db(TrainingDB.get_stats)
-attach_blog_post = on_default_db(TrainingDB.attach_blog_post)
-attach_conversation = on_default_db(TrainingDB.attach_conversation)
-attach_crash_data = on_default_db(TrainingDB.attach_crash_data)
-set_tags = on_default_db(TrainingDB.set_tags)
-get_tags = on_default_db(TrainingDB.get_tags)
-delete_tag = on_default_db(TrainingDB.delete_tag)
-insert_objective = on_default_db(TrainingDB.insert_objective)
-update_objective_metric = on_default_db(TrainingDB.update_objective_metric)
-get_run_objectives = on_default_db(TrainingDB.get_run_objectives)
-query_runs_by_objectives = on_default_db(TrainingDB.query_runs_by_objectives)
-get_objective_statistics = on_default_db(TrainingDB.get_objective_statistics)
-compare_gradient_methods = on_default_db(TrainingDB.compare_gradient_methods)
-delete_run_objectives = on_default_db(TrainingDB.delete_run_objectives)
-finish_run = on_default_db(TrainingDB.finish_run)
-log_history = on_default_db(TrainingDB.log_history)
-get_history = on_default_db(TrainingDB.get_history)
-delete_history = on_default_db(TrainingDB.delete_history)
-# reliability (issue 6)
-heartbeat = on_default_db(TrainingDB.heartbeat)
-mark_stale_runs = on_default_db(TrainingDB.mark_stale_runs)
-# W&B (issue 10)
-record_wandb_run = on_default_db(TrainingDB.record_wandb_run)
-finish_from_wandb = on_default_db(TrainingDB.finish_from_wandb)
+def module_function(operation: Operation[Any, Any]) -> Callable[..., Any]:
+    """``operation`` as a module-level function on the default database, same signature."""
+    method = operation.method
+
+    def function(*args: Any, **kwargs: Any) -> Any:
+        return method(_default or get_db(), *args, **kwargs)
+
+    function.__name__ = function.__qualname__ = operation.name
+    function.__doc__ = operation.function.__doc__
+    function.__module__ = "training_db"
+    function.__signature__ = operation.signature  # type: ignore[attr-defined]
+    return function
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    operation.name: module_function(operation) for operation in operations()
+}
+globals().update(FUNCTIONS)
+
+__all__ = ["TrainingDB", "configure", "get_db", "init_db", *FUNCTIONS]  # noqa: PLE0604

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from training_db.db import TrainingDB
+from training_db.db import Database
 
 OBJECTIVES: Final = (
     ("COMT_activity", "maximize", "P21964"),
@@ -122,7 +122,7 @@ def demo_history(spec: DemoRun, rng: random.Random, steps: int) -> list[dict[str
     return rows
 
 
-def record_demo_runs(db: TrainingDB, log: Callable[[str], object] = print) -> list[str]:
+def record_demo_runs(db: Database, log: Callable[[str], object] = print) -> list[str]:
     """Record the demo runs that are not there yet; returns their ids.
 
     Creates the database at head first: the demo writes, and its first look (is this run
@@ -140,7 +140,7 @@ def record_demo_runs(db: TrainingDB, log: Callable[[str], object] = print) -> li
     return recorded
 
 
-def _record(db: TrainingDB, spec: DemoRun, rng: random.Random) -> None:
+def _record(db: Database, spec: DemoRun, rng: random.Random) -> None:
     launched = EPOCH + dt.timedelta(days=spec.day)
     started = launched + dt.timedelta(minutes=5)
     instance_id = spec.run_id.rsplit("_", 1)[-1]

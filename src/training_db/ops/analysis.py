@@ -21,8 +21,8 @@ import statistics
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
 
-from training_db.errors import InvalidArgumentError
-from training_db.history import STEP_KEY
+from training_db.core.errors import InvalidArgumentError
+from training_db.store.history import STEP_KEY
 
 Direction = Literal["maximize", "minimize"]
 DIRECTIONS: Final = ("maximize", "minimize")

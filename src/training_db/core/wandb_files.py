@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeGuard
 
-from training_db.errors import TrainingDBError
+from training_db.core.errors import TrainingDBError
 
 logger = logging.getLogger(__name__)
 

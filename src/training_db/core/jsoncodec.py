@@ -32,7 +32,7 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
-from training_db.errors import InvalidArgumentError
+from training_db.core.errors import InvalidArgumentError
 
 _FLOAT_TAG = "$float"
 _NUL_STRING_TAG = "$str0"

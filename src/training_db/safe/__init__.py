@@ -32,7 +32,7 @@ heartbeat time).
 The spool is the JSON-lines file ``spool.jsonl`` in ``$TRAINING_DB_SPOOL_DIR`` (default
 ``$XDG_STATE_HOME/mangodb/spool``, i.e. ``~/.local/state/mangodb/spool``), one record per
 call: ``{"id", "recorded_at", "function", "args", "kwargs"}``. Values are encoded with
-`training_db.jsoncodec` (NaN, ±Infinity and NUL survive) and datetimes are tagged as
+`training_db.core.jsoncodec` (NaN, ±Infinity and NUL survive) and datetimes are tagged as
 ``{"$datetime": "<ISO 8601>"}``. Records never hold the database URL or a password.
 
 While records of this process wait in the spool, later calls join them there, so that the
@@ -69,10 +69,10 @@ from urllib.parse import quote, quote_plus
 
 from sqlalchemy import exc as sa_exc
 
-from training_db import api, jsoncodec, runs
-from training_db import history as history_store
-from training_db.db import TrainingDB
-from training_db.errors import (
+from training_db import api
+from training_db.api import TrainingDB
+from training_db.core import jsoncodec
+from training_db.core.errors import (
     CorruptDataError,
     DatabaseUnavailableError,
     DuplicateError,
@@ -82,9 +82,11 @@ from training_db.errors import (
     SchemaVersionError,
     is_lock_conflict,
 )
-from training_db.models import TERMINAL_STATUSES
-from training_db.settings import url_password
-from training_db.types import utc_now
+from training_db.core.settings import url_password
+from training_db.core.types import utc_now
+from training_db.schema import TERMINAL_STATUSES
+from training_db.store import history as history_store
+from training_db.store import runs
 
 logger = logging.getLogger("training_db.safe")
 
@@ -565,7 +567,7 @@ def _execute(database: TrainingDB, call: SpooledCall) -> Any:
     if call.function == "attach_crash_data":
         # the public method has no ended_at: the captured call time goes to the variant
         # that uses it only where the direct call would have used "now"
-        return database._write(runs.attach_crash_data_at, *call.args, **call.kwargs)
+        return database.write(runs.attach_crash_data_at, *call.args, **call.kwargs)
     return getattr(database, call.function)(*call.args, **call.kwargs)
 
 

@@ -7,7 +7,7 @@ could match or bind (an unknown status, a timestamp beyond year 9999 in UTC, an 
 beyond 64 bits, text with a NUL) is an `InvalidArgumentError`, never a driver's exception.
 
 ``config.<path>`` follows one grammar, read by `parse_json_path` into steps (object keys
-and array indices) that `training_db.portable` compiles to the same meaning on both
+and array indices) that `training_db.core.portable` compiles to the same meaning on both
 backends; docs/guide/querying.md states it for users.
 """
 
@@ -25,10 +25,11 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import TypeDecorator
 
-from training_db import portable
-from training_db.errors import InvalidArgumentError
-from training_db.models import RUN_STATUSES, RunTag, TrainingRun
-from training_db.types import as_utc
+from training_db.core import portable
+from training_db.core.errors import InvalidArgumentError
+from training_db.core.types import as_utc
+from training_db.core.validation import parse_iso
+from training_db.schema import RUN_STATUSES, RunTag, TrainingRun
 
 OPERATORS: Final = ("eq", "ne", "gt", "gte", "lt", "lte", "in")
 MAX_LIMIT: Final = 10_000
@@ -61,15 +62,6 @@ def filterable_columns() -> dict[str, InstrumentedAttribute[Any]]:
 
 
 _COLUMNS: Final = filterable_columns()
-
-
-def validate_limit(limit: Any) -> int:
-    """``limit`` as an int in 1..MAX_LIMIT, or ValueError."""
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise InvalidArgumentError(f"limit must be a positive integer, got {limit!r}")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidArgumentError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    return limit
 
 
 def order_by_clauses(order_by: str) -> list[ColumnElement[Any]]:
@@ -123,9 +115,9 @@ def _filter_clause(key: str, value: Any, dialect: str) -> ColumnElement[bool]:
     if key == "created_after":
         return TrainingRun.created_at > _to_datetime(key, value)
     if key == "has_blog_post":
-        return _presence(TrainingRun.blog_post_url, _to_bool(key, value))
+        return presence(TrainingRun.blog_post_url, _to_bool(key, value))
     if key == "has_crash_analysis":
-        return _presence(TrainingRun.crash_analysis_s3_key, _to_bool(key, value))
+        return presence(TrainingRun.crash_analysis_s3_key, _to_bool(key, value))
     if key.startswith("config.") and len(key) > len("config."):
         path = parse_json_path(key, key[len("config.") :])
         return _json_filter(key, value, dialect, TrainingRun.config_json, path)
@@ -155,7 +147,7 @@ def _filter_clause(key: str, value: Any, dialect: str) -> ColumnElement[bool]:
     )
 
 
-def _presence(column: Any, wanted: bool) -> ColumnElement[bool]:
+def presence(column: Any, wanted: bool) -> ColumnElement[bool]:
     present = sa.and_(column.is_not(None), column != "")
     return present if wanted else sa.not_(present)
 
@@ -388,26 +380,6 @@ def _to_datetime(key: str, value: Any) -> dt.datetime:
         raise InvalidArgumentError(
             f"filter {key!r}: {value!r} is out of range in UTC (years 1 to 9999)"
         ) from None
-
-
-def parse_timestamp(text: str) -> dt.datetime:
-    """An ISO 8601 timestamp (trailing ``Z`` allowed) as aware UTC; naive means UTC.
-
-    ValueError when the text is not a timestamp, or when in UTC it falls outside the years
-    1 to 9999 (``0001-01-01T00:00+05:00``).
-    """
-    try:
-        return as_utc(parse_iso(text))
-    except OverflowError:
-        raise ValueError(f"{text!r} is out of range in UTC (years 1 to 9999)") from None
-
-
-def parse_iso(text: str) -> dt.datetime:
-    """The datetime an ISO 8601 string spells (``Z`` allowed), aware or naive as written."""
-    stripped = text.strip()
-    if stripped.endswith(("Z", "z")):
-        stripped = stripped[:-1] + "+00:00"
-    return dt.datetime.fromisoformat(stripped)
 
 
 # --- JSON paths (config., summary., tag.) -------------------------------------------------

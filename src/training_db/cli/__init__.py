@@ -24,23 +24,25 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from training_db import curves, migrations, safe
-from training_db.db import TrainingDB
-from training_db.demo import record_demo_runs
-from training_db.errors import TrainingDBError
-from training_db.filters import MAX_LIMIT, parse_timestamp
-from training_db.models import TrainingRun
-from training_db.plots import sparkline
-from training_db.runs import RunDict
-from training_db.settings import resolve_url, safe_url
-from training_db.transfer import (
+from training_db import safe
+from training_db.api import TrainingDB
+from training_db.core.errors import TrainingDBError
+from training_db.core.settings import resolve_url, safe_url
+from training_db.core.validation import MAX_LIMIT, parse_timestamp
+from training_db.ops import curves
+from training_db.ops.demo import record_demo_runs
+from training_db.ops.plots import sparkline
+from training_db.ops.transfer import (
     DEFAULT_BATCH_SIZE,
     CopyProgress,
     backup_sqlite,
     copy_database,
     restore_sqlite,
 )
-from training_db.wandb_import import ImportResult, count_actions, import_directories
+from training_db.ops.wandb_import import count_actions, import_directories
+from training_db.schema import TrainingRun, migrations
+from training_db.store.records import RunDict
+from training_db.store.wandb import ImportResult
 
 RUN_TABLE_COLUMNS: Final = (
     ("run_id", "run"),

@@ -1,10 +1,9 @@
-"""Recording W&B runs from their local files: one run in one transaction, or a whole backfill.
+"""Recording one W&B run, read from its local files, in one transaction.
 
-:func:`record_run` is the repository function (it takes a ``Session`` and never commits):
-it composes :func:`training_db.runs.insert_run`, :func:`training_db.objectives.insert_objective`,
-:func:`training_db.history.log_history` and :func:`training_db.objectives.finish_run`, so a
-run is recorded whole or not at all. ``TrainingDB.record_wandb_run`` reads the file first
-(outside the transaction) and then calls it.
+`record_run` is the repository function (it takes a ``Session`` and never commits): it
+composes ``insert_run``, ``insert_objective``, ``log_history`` and ``finish_run``, so a run
+is recorded whole or not at all. ``record_wandb_run`` (in `training_db.ops.wandb_import`)
+reads the file first, outside the transaction, and then calls it.
 
 Which run is recorded
     ``run_id`` when given; otherwise the run that already carries the log's W&B run id;
@@ -28,34 +27,24 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from training_db import history as history_store
-from training_db import jsoncodec, objectives, runs
-from training_db.errors import DuplicateError, InvalidArgumentError
-from training_db.extraction import extract_columns
-from training_db.models import OBJECTIVE_DIRECTIONS, TERMINAL_STATUSES, RunObjective, TrainingRun
-from training_db.wandb_files import (
+from training_db.core import jsoncodec
+from training_db.core.errors import DuplicateError, InvalidArgumentError
+from training_db.core.wandb_files import (
     STEP_KEY,
     WandbFileError,
     WandbRunLog,
-    find_run_dirs,
-    is_live_run,
-    locate_run_file,
-    require_wandb,
-    wait_for_exit_record,
 )
-
-if TYPE_CHECKING:
-    from training_db.db import TrainingDB
+from training_db.schema import OBJECTIVE_DIRECTIONS, TERMINAL_STATUSES, RunObjective, TrainingRun
+from training_db.store import completion, objectives, runs
+from training_db.store import history as history_store
+from training_db.store.extraction import extract_columns
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +141,7 @@ def _number(value: Any) -> float | None:
 
 
 def _direction_from_alias(alias: str | None) -> str | None:
-    return None if alias is None else history_store.split_objective_alias(alias)[1]
+    return None if alias is None else objectives.split_objective_alias(alias)[1]
 
 
 def config_run_id(config: Mapping[str, Any]) -> str | None:
@@ -370,7 +359,6 @@ def record_run(
     run_id: str | None = None,
     *,
     status: str | None = None,
-    key_metrics: history_store.KeyMetricMapping = history_store.DEFAULT_KEY_METRICS,
 ) -> ImportResult:
     """Create or complete the run that ``log`` describes (see the module docstring)."""
     status = _checked_status(log, status)
@@ -396,19 +384,18 @@ def record_run(
     _fill_missing(run, log)
     session.flush()
     added = _add_objectives(session, target, config_objectives)
-    values = history_store.log_history(session, target, log.history, key_metrics)
+    values = history_store.log_history(session, target, log.history)
     if status in TERMINAL_STATUSES:
-        objectives.finish_run(
+        completion.finish_run(
             session,
             target,
             status,
             log.summary,
             ended_at=log.end_time,
             duration_seconds=_duration(log),
-            key_metrics=key_metrics,
         )
     else:
-        runs.update_run_status(session, target, status, final_metrics_json=log.summary)
+        completion.update_run_status(session, target, status, final_metrics_json=log.summary)
     return _result(log, action, target, status, steps, values, added)
 
 
@@ -435,89 +422,3 @@ def _result(
         truncated=log.truncated,
         dry_run=dry_run,
     )
-
-
-# --- the end of training -------------------------------------------------------------------
-
-
-def settle(wandb_run: object, status: str | None, timeout: float) -> tuple[Path, str | None]:
-    """The log file of ``wandb_run`` and the status to record it with.
-
-    A live ``Run`` (not finished yet) is recorded as ``running`` unless ``status`` says
-    otherwise: its log holds only what W&B has written so far (whole 32 KiB blocks). For a
-    finished ``Run``, wait up to ``timeout`` seconds for W&B to write the end of the log
-    (``wandb.finish()`` returns before it has). A path is read as it is.
-    """
-    run_file = locate_run_file(wandb_run)
-    if is_live_run(wandb_run):
-        logger.warning(
-            "W&B run %s is still live: recording what W&B has written so far; call "
-            "finish_from_wandb after wandb.finish() to record the whole run",
-            run_file.parent.name,
-        )
-        return run_file, status or "running"
-    if not isinstance(wandb_run, (str, os.PathLike)) and not wait_for_exit_record(
-        run_file, timeout
-    ):
-        logger.warning(
-            "%s: no exit record after %.0f s; recording what is there", run_file, timeout
-        )
-    return run_file, status
-
-
-# --- backfill ---------------------------------------------------------------------------------
-
-ProgressCallback = Callable[[int, int, ImportResult], None]
-
-
-def import_directories(
-    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-    *,
-    db: TrainingDB,
-    dry_run: bool = False,
-    progress: ProgressCallback | None = None,
-) -> list[ImportResult]:
-    """Record every W&B run directory found at or under ``paths``; never stops at a bad one.
-
-    A run directory is any folder holding a ``run-*.wandb`` file (``wandb/run-*``,
-    ``wandb/offline-run-*``). Each is recorded in its own transaction with
-    ``db.record_wandb_run``; a directory that fails becomes a ``failed`` result whose
-    ``error`` says why, and the walk goes on (a root path that does not exist, too). With
-    ``dry_run`` nothing is written and each result says what would happen.
-    ``progress(done, total, result)`` is called after each directory.
-    """
-    require_wandb()  # one clear ImportError, rather than one failure per directory
-    roots = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    results: list[ImportResult] = []
-    run_dirs: list[Path] = []
-    for root in roots:
-        try:
-            run_dirs.extend(find_run_dirs([root]))
-        except WandbFileError as exc:
-            results.append(ImportResult(path=str(root), action="failed", error=str(exc)))
-    run_dirs = sorted(set(run_dirs))
-    total = len(results) + len(run_dirs)
-    for index, failed in enumerate(results, start=1):
-        if progress is not None:
-            progress(index, total, failed)
-    for run_dir in run_dirs:
-        try:
-            result = db.record_wandb_run(run_dir, dry_run=dry_run)
-        except Exception as exc:  # one bad directory must not stop the backfill
-            result = ImportResult(
-                path=str(run_dir),
-                action="failed",
-                dry_run=dry_run,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            logger.warning("W&B import of %s failed: %s", run_dir, result.error)
-        results.append(result)
-        if progress is not None:
-            progress(len(results), total, result)
-    return results
-
-
-def count_actions(results: Iterable[ImportResult]) -> dict[str, int]:
-    """``{action: count}`` for every action, 0 included (for a closing summary line)."""
-    counts = Counter(result.action for result in results)
-    return {action: counts.get(action, 0) for action in ACTIONS}

@@ -34,11 +34,9 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, Row, Table
 
-from training_db import migrations
-from training_db.errors import InvalidArgumentError, SchemaVersionError, TrainingDBError
-from training_db.models import Base
-from training_db.sequences import reset_sequences
-from training_db.settings import (
+from training_db.core.errors import InvalidArgumentError, SchemaVersionError, TrainingDBError
+from training_db.core.sequences import reset_sequences
+from training_db.core.settings import (
     is_memory_sqlite,
     is_sqlite,
     make_engine,
@@ -46,7 +44,8 @@ from training_db.settings import (
     resolve_url,
     safe_url,
 )
-from training_db.types import Float64, UTCDateTime
+from training_db.core.types import Float64, UTCDateTime
+from training_db.schema import Base, migrations
 
 DEFAULT_BATCH_SIZE: Final = 500
 MAX_EXAMPLES: Final = 5

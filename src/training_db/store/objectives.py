@@ -1,6 +1,6 @@
 """Repository functions for run objectives, and the atomic run completion.
 
-Like `training_db.runs`, each function takes a ``Session`` and never commits; arguments
+Like `training_db.store.runs`, each function takes a ``Session`` and never commits; arguments
 are validated before the first statement, so a bad call writes nothing.
 
 An objective row holds how one objective of a run was configured (alias, UniProt id, weight,
@@ -11,7 +11,6 @@ a float column, and a missing value should match no threshold on either backend.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,16 +20,23 @@ import sqlalchemy as sa
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session, aliased
 
-from training_db import filters, portable, runs
-from training_db import history as history_store
-from training_db.errors import InvalidArgumentError, ObjectiveAlreadyExistsError
-from training_db.models import (
+from training_db.core import portable
+from training_db.core.errors import InvalidArgumentError, ObjectiveAlreadyExistsError
+from training_db.core.operations import Operations, read, write
+from training_db.core.validation import (
+    check_text,
+    optional_number,
+    optional_text,
+    validate_limit,
+)
+from training_db.schema import (
     OBJECTIVE_DIRECTIONS,
-    TERMINAL_STATUSES,
     RunObjective,
     TrainingRun,
 )
-from training_db.runs import RunDict
+from training_db.store import runs
+from training_db.store.records import RECORD_COLUMNS, RunDict, run_id_of, run_to_dict, tags_by_run
+from training_db.store.runs import touch_run
 
 METRIC_TYPES: Final = ("raw_mean", "normalized_mean", "raw_std", "normalized_std")
 FILTER_KEYS: Final = ("min", "max", "metric")
@@ -40,6 +46,19 @@ OBJECTIVE_NAME_MAX_LENGTH: Final = 255
 SUMMARY_OBJECTIVES_PREFIX: Final = "objectives/"
 
 ObjectiveDict = dict[str, Any]
+
+
+# A W&B objective alias ends in the direction (``COMT_activity_maximize``); without it, it is
+# the objective's name.
+ALIAS_DIRECTION_SUFFIXES: Final = {"_maximize": "maximize", "_minimize": "minimize"}
+
+
+def split_objective_alias(alias: str) -> tuple[str, str | None]:
+    """``(objective name, direction)`` of a W&B objective alias; direction None without suffix."""
+    for suffix, direction in ALIAS_DIRECTION_SUFFIXES.items():
+        if alias.endswith(suffix):
+            return alias[: -len(suffix)], direction
+    return alias, None
 
 
 # --- argument checks ------------------------------------------------------------------------
@@ -58,7 +77,7 @@ def validate_objective_name(objective_name: Any) -> str:
             f"objective_name must be at most {OBJECTIVE_NAME_MAX_LENGTH} characters, "
             f"got {len(objective_name)}"
         )
-    return runs._check_text("objective_name", objective_name)
+    return check_text("objective_name", objective_name)
 
 
 def validate_metric_type(metric_type: Any) -> str:
@@ -79,7 +98,7 @@ def validate_direction(direction: Any) -> str | None:
 
 def metric_value(name: str, value: Any) -> float | None:
     """A metric value for a float column: NaN (and None) become NULL, ±Inf is kept."""
-    return runs.optional_number(name, value)
+    return optional_number(name, value)
 
 
 def _optional_status(status: Any) -> str | None:
@@ -89,7 +108,7 @@ def _optional_status(status: Any) -> str | None:
 def _optional_gradient_method(gradient_method: Any) -> str | None:
     if gradient_method is None:
         return None
-    return runs._check_text("gradient_method", gradient_method)
+    return check_text("gradient_method", gradient_method)
 
 
 def _metric_column(metric_type: str) -> Any:
@@ -108,14 +127,19 @@ def insert_objective(
     weight: float | None = None,
     direction: str | None = None,
 ) -> None:
-    """Add one configured objective to a run (at launch, once per config objective)."""
+    """Record one configured objective of a run (at launch, once per config objective).
+
+    ``direction`` is ``maximize``, ``minimize`` or None. A run that already has an
+    objective of this name raises
+    `ObjectiveAlreadyExistsError` and nothing is written.
+    """
     runs.validate_run_id(run_id)
     values = {
         "run_id": run_id,
         "objective_name": validate_objective_name(objective_name),
-        "objective_alias": runs._optional_text("objective_alias", objective_alias),
-        "uniprot": runs._optional_text("uniprot", uniprot),
-        "weight": runs.optional_number("weight", weight),
+        "objective_alias": optional_text("objective_alias", objective_alias),
+        "uniprot": optional_text("uniprot", uniprot),
+        "weight": optional_number("weight", weight),
         "direction": validate_direction(direction),
     }
     runs.require_run(session, run_id)
@@ -130,20 +154,25 @@ def insert_objective(
         )
     session.add(RunObjective(**values))
     session.flush()
-    runs._touch(session, run_id)
+    touch_run(session, run_id)
 
 
 def update_objective_metric(
-    session: Session, run_id: str, objective_name: str, metric_type: str, value: Any
+    session: Session, run_id: str, objective_name: str, metric_type: str, value: float | None
 ) -> None:
-    """Set one final value of an objective, creating the objective row when it is missing."""
+    """Set one final value of an objective, creating the objective when launch did not.
+
+    ``metric_type`` is ``raw_mean``, ``normalized_mean``, ``raw_std`` or
+    ``normalized_std``. NaN is stored as NULL, so it never matches a threshold; ±Infinity
+    is kept.
+    """
     runs.validate_run_id(run_id)
     validate_objective_name(objective_name)
     validate_metric_type(metric_type)
     number = metric_value("value", value)
     runs.require_run(session, run_id)
     _upsert_metrics(session, run_id, objective_name, {metric_type: number})
-    runs._touch(session, run_id)
+    touch_run(session, run_id)
 
 
 def _upsert_metrics(
@@ -159,13 +188,13 @@ def _upsert_metrics(
 
 
 def delete_run_objectives(session: Session, run_id: str) -> int:
-    """Delete every objective of a run; the number of rows deleted."""
+    """Delete every objective of a run (cleanup); returns how many there were."""
     runs.validate_run_id(run_id)
     runs.require_run(session, run_id)
     result = session.execute(sa.delete(RunObjective).where(RunObjective.run_id == run_id))
     deleted = int(result.rowcount)  # type: ignore[attr-defined]
     if deleted:
-        runs._touch(session, run_id)
+        touch_run(session, run_id)
     return deleted
 
 
@@ -176,8 +205,8 @@ def objective_to_dict(objective: RunObjective) -> ObjectiveDict:
     return {column.key: getattr(objective, column.key) for column in RunObjective.__table__.columns}
 
 
-def get_run_objectives(session: Session, run_id: str) -> list[ObjectiveDict]:
-    """Every column of every objective of a run, ordered by objective name."""
+def get_run_objectives(session: Session, run_id: str) -> list[dict[str, Any]]:
+    """Every column of each of the run's objectives, ordered by objective name."""
     runs.validate_run_id(run_id)
     runs.require_run(session, run_id)
     rows = session.scalars(
@@ -254,17 +283,20 @@ def query_runs_by_objectives(
     status: str | None = None,
     limit: int = 100,
 ) -> list[RunDict]:
-    """Runs whose objectives all lie within the given bounds, newest first.
+    """Runs where every named objective lies within its bounds, newest first.
 
-    One inner join per filtered objective: a run matches when it has every named objective
-    with a non-NULL value of the filter's metric between ``min`` and ``max`` (inclusive).
+    ``{'COMT_activity': {'min': 0.8}, 'DRD5_activity': {'min': 0.7, 'max': 0.95,
+    'metric': 'normalized_mean'}}``: bounds are inclusive, ``metric`` defaults to
+    ``raw_mean``, a NULL (or NaN) value never matches. Each result is a ``get_run`` dict
+    plus ``objectives``: ``{name: {metric_type: value}}`` for the filtered objectives.
+    Ties in ``created_at`` are ordered by ``run_id``.
     """
     wanted = parse_objective_filters(objective_filters)
     gradient_method = _optional_gradient_method(gradient_method)
     status = _optional_status(status)
-    limit = filters.validate_limit(limit)
+    limit = validate_limit(limit)
 
-    statement = sa.select(*runs.RECORD_COLUMNS)
+    statement = sa.select(*RECORD_COLUMNS)
     for index, wanted_objective in enumerate(wanted):
         objective = aliased(RunObjective)
         value = getattr(objective, wanted_objective.metric_type)
@@ -287,11 +319,11 @@ def query_runs_by_objectives(
     statement = statement.order_by(TrainingRun.created_at.desc(), TrainingRun.run_id.asc())
 
     rows = session.execute(statement.limit(limit)).all()
-    tags = runs.tags_by_run(session, [runs.run_id_of(row) for row in rows])
-    width = len(runs.RECORD_COLUMNS)
+    tags = tags_by_run(session, [run_id_of(row) for row in rows])
+    width = len(RECORD_COLUMNS)
     found: list[RunDict] = []
     for row in rows:
-        result = runs.run_to_dict(row[:width], tags[runs.run_id_of(row)])
+        result = run_to_dict(row[:width], tags[run_id_of(row)])
         values = iter(row[width:])  # METRIC_TYPES of each filter, in order
         result["objectives"] = {
             wanted_objective.objective_name: {metric: next(values) for metric in METRIC_TYPES}
@@ -333,13 +365,10 @@ def get_objective_statistics(
     status: str | None = None,
     gradient_method: str | None = None,
 ) -> dict[str, Any]:
-    """Count, mean, min, max and population standard deviation of one objective's metric.
+    """``objective_name``, ``count``, ``avg``, ``min``, ``max`` and ``std`` of one metric.
 
-    Only non-NULL values count (NaN is stored as NULL). The variance is computed in SQL in
-    two passes, ``avg((x - avg(x))^2)``, which both backends can do and which does not lose
-    precision the way ``avg(x*x) - avg(x)^2`` does; the square root is taken in Python
-    because not every SQLite build has ``sqrt``. With an infinite value the mean is infinite
-    and the standard deviation NaN.
+    ``std`` is the population standard deviation (divided by the count, not count - 1).
+    NULL values are left out; with no values, ``avg``, ``min``, ``max`` and ``std`` are None.
     """
     validate_objective_name(objective_name)
     validate_metric_type(metric_type)
@@ -398,15 +427,11 @@ def compare_gradient_methods(
     metric_type: str = DEFAULT_METRIC,
     status: str | None = "completed",
 ) -> list[dict[str, Any]]:
-    """Per gradient method: how many runs have a value, their mean and their best value.
+    """Per gradient method: ``num_runs``, ``avg`` and ``best`` of one objective, best first.
 
-    ``best`` is the maximum for a maximized objective (or one of unknown direction) and the
-    minimum for a minimized one. The direction is decided from the rows compared:
-    ``minimize`` when some say minimize and none says maximize, else ``maximize`` (rows
-    without a direction do not vote). Best method first: by ``avg`` in the objective's
-    direction, then by ``best``, ties by gradient method (NULL last). ``status=None``
-    compares runs of every status. One pass over the rows, in SQL on both backends; the
-    handful of groups is ordered here, once the direction is known.
+    ``best`` is the minimum for an objective whose rows say ``minimize`` (and none
+    ``maximize``), else the maximum. Methods are ordered by ``avg`` in that direction,
+    then by ``best``, then by name. ``status=None`` compares runs of every status.
     """
     validate_objective_name(objective_name)
     validate_metric_type(metric_type)
@@ -451,7 +476,7 @@ def compare_gradient_methods(
     )
 
 
-# --- completion -------------------------------------------------------------------------------
+# --- objective values in a W&B summary ------------------------------------------------------
 
 
 @dataclass
@@ -481,10 +506,10 @@ def objectives_from_summary(summary: Mapping[str, Any] | None) -> list[SummaryOb
         alias, metric = parts[1], parts[2]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        name, direction = history_store.split_objective_alias(alias)
+        name, direction = split_objective_alias(alias)
         try:
             validate_objective_name(name)
-            runs._check_text("objective_alias", alias)
+            check_text("objective_alias", alias)
         except ValueError:
             continue  # not a name an objective can have
         entry = found.setdefault(name, SummaryObjective(name, alias, direction))
@@ -510,41 +535,14 @@ def store_summary_objective(session: Session, run_id: str, objective: SummaryObj
     )
 
 
-def finish_run(
-    session: Session,
-    run_id: str,
-    status: str = "completed",
-    summary: Mapping[str, Any] | None = None,
-    *,
-    ended_at: dt.datetime | str | None = None,
-    duration_seconds: float | None = None,
-    history: Any = None,
-    key_metrics: history_store.KeyMetricMapping = history_store.DEFAULT_KEY_METRICS,
-) -> None:
-    """End a run: terminal status, timestamps, the whole summary, its objective values and
-    (when given) its history, merged into what was logged during training."""
-    runs.validate_run_id(run_id)
-    if status not in TERMINAL_STATUSES:
-        raise InvalidArgumentError(
-            f"finish_run needs a terminal status, got {status!r}; "
-            f"valid: {', '.join(TERMINAL_STATUSES)}"
-        )
-    document = runs._document("summary", summary)
-    values = runs.summary_columns(document)
-    ended = runs.optional_timestamp("ended_at", ended_at)
-    duration = runs.optional_number("duration_seconds", duration_seconds)
-    if ended is not None:
-        values["ended_at"] = ended
-    if duration is not None:
-        values["duration_seconds"] = duration
-    if document is not None:
-        values["final_metrics_json"] = document
-    summary_objectives = objectives_from_summary(document)
+class ObjectiveOperations(Operations):
+    """Objectives: how each objective of a run was configured, its final values, and the
+    questions asked across runs about them."""
 
-    run = runs.load_run(session, run_id, for_update=True)
-    runs.apply_status(run, status, values)
-    session.flush()
-    for objective in summary_objectives:
-        store_summary_objective(session, run_id, objective)
-    if history is not None:
-        history_store.log_history(session, run_id, history, key_metrics)
+    insert_objective = write(insert_objective)
+    update_objective_metric = write(update_objective_metric, idempotent=True)
+    get_run_objectives = read(get_run_objectives)
+    query_runs_by_objectives = read(query_runs_by_objectives, returns="runs")
+    get_objective_statistics = read(get_objective_statistics)
+    compare_gradient_methods = read(compare_gradient_methods)
+    delete_run_objectives = write(delete_run_objectives)

@@ -20,7 +20,11 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
-from training_db.errors import DatabaseNotFoundError, DatabaseUnavailableError, InvalidArgumentError
+from training_db.core.errors import (
+    DatabaseNotFoundError,
+    DatabaseUnavailableError,
+    InvalidArgumentError,
+)
 
 DEFAULT_DB_FILENAME = "training_runs.db"
 DEFAULT_SQLITE_BUSY_TIMEOUT_S = 15.0

@@ -22,8 +22,8 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from training_db import jsoncodec
-from training_db.types import fits_int64
+from training_db.core import jsoncodec
+from training_db.core.types import fits_int64
 
 logger = logging.getLogger(__name__)
 

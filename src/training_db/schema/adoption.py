@@ -39,12 +39,12 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy import Connection, Table
 
-from training_db import jsoncodec
-from training_db.errors import SchemaVersionError
-from training_db.extraction import EXTRACTED_COLUMNS, backfill_extracted_columns
-from training_db.models import Base
-from training_db.sequences import reset_sequences
-from training_db.types import Float64, JSONDocument, UTCDateTime, as_utc
+from training_db.core import jsoncodec
+from training_db.core.errors import SchemaVersionError
+from training_db.core.sequences import reset_sequences
+from training_db.core.types import Float64, JSONDocument, UTCDateTime, as_utc
+from training_db.schema import Base
+from training_db.store.extraction import EXTRACTED_COLUMNS, backfill_extracted_columns
 
 # Where the old tables wait while the new ones are filled: a schema on PostgreSQL (indexes,
 # constraints and sequences move with the table, so no name can clash); a prefix on SQLite.

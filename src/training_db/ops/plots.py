@@ -5,7 +5,7 @@ the plotting functions and the package imports without it. Figures are built wit
 ``matplotlib.figure.Figure`` on an Agg canvas rather than ``pyplot``: no global figure
 registry, no GUI backend, safe in a headless job and in threads.
 
-A curve is ``(steps, values)``, as `training_db.analysis.series_points` returns.
+A curve is ``(steps, values)``, as `training_db.ops.analysis.series_points` returns.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from training_db.errors import InvalidArgumentError
+from training_db.core.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -1,11 +1,11 @@
 """The programmatic entry to Alembic: upgrade, downgrade, and the schema version check.
 
 The revisions live once, in the repository's top-level ``alembic/`` folder, which the wheel
-installs as the package ``training_db.migrations``; both ``alembic upgrade head`` in a checkout
-and :func:`upgrade` here run the very same files.
+installs as the package ``training_db.revisions``; both ``alembic upgrade head`` in a
+checkout and :func:`upgrade` here run the very same files.
 
 :func:`upgrade` also adopts a database made by the old hand-written module (tables but no
-``alembic_version``; see :mod:`training_db.adoption`). A downgrade that would delete data
+``alembic_version``; see :mod:`training_db.schema.adoption`). A downgrade that would delete data
 refuses unless it is allowed explicitly (see :func:`refuse_data_loss`).
 """
 
@@ -27,9 +27,9 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import URL, Connection, Engine
 
-from training_db import adoption
-from training_db.errors import SchemaVersionError
-from training_db.settings import make_engine, safe_url
+from training_db.core.errors import SchemaVersionError
+from training_db.core.settings import make_engine, safe_url
+from training_db.schema import adoption
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +55,11 @@ class DataLossError(SchemaVersionError, CommandError):
 def script_location() -> str:
     """The folder holding ``env.py`` and ``versions/``.
 
-    In an installed wheel it is the package folder ``training_db/migrations``; in a source
+    In an installed wheel it is the package folder ``training_db/revisions``; in a source
     checkout (editable install) it is the top-level ``alembic/`` next to ``src/``.
     """
-    package_dir = Path(__file__).resolve().parent
-    for candidate in (package_dir / "migrations", package_dir.parent.parent / "alembic"):
+    package_dir = Path(__file__).resolve().parents[1]  # training_db/
+    for candidate in (package_dir / "revisions", package_dir.parent.parent / "alembic"):
         if (candidate / "env.py").is_file():
             return str(candidate)
     raise SchemaVersionError(  # pragma: no cover - a broken installation
@@ -200,7 +200,7 @@ def upgrade(target: str | URL | Engine | None = None, revision: str = "head") ->
 
     ``target`` is a URL (resolved as usual when None) or, for an in-memory SQLite database
     that only exists inside it, the engine itself. A database made by the old hand-written
-    module is adopted first (see :mod:`training_db.adoption`); one whose tables match no
+    module is adopted first (see :mod:`training_db.schema.adoption`); one whose tables match no
     revision raises SchemaVersionError saying what differs, and nothing is changed.
     """
     _with_migration_engine(

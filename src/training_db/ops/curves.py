@@ -1,33 +1,32 @@
 """Questions across runs' training curves: finders and plots over the history store.
 
 Each function selects runs with the ``query_runs`` filters, reads one metric of every
-selected run in one query, and hands the curves to `training_db.analysis` (pure
-detectors) or `training_db.plots` (matplotlib, optional).
+selected run in one query, and hands the curves to `training_db.ops.analysis` (pure
+detectors) or `training_db.ops.plots` (matplotlib, optional).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from training_db import analysis, plots
-from training_db import history as history_store
-from training_db.errors import InvalidArgumentError
-from training_db.filters import filterable_columns
-
-if TYPE_CHECKING:
-    from training_db.db import TrainingDB
+from training_db.core.errors import InvalidArgumentError
+from training_db.core.operations import Operations, read
+from training_db.db import Database
+from training_db.ops import analysis, plots
+from training_db.store import history as history_store
+from training_db.store.filters import filterable_columns
 
 Curve = tuple[list[int], list[float]]
 DEFAULT_RUN_LIMIT: Final = 1000
 
 
 def metric_curves(
-    db: TrainingDB, metric: str, run_ids: Sequence[str], *, keep_non_finite: bool = False
+    db: Database, metric: str, run_ids: Sequence[str], *, keep_non_finite: bool = False
 ) -> dict[str, Curve]:
     """``run_id -> (steps, values)`` of one metric for the runs that logged it."""
-    series = db._read(history_store.metric_series, metric, list(run_ids))
+    series = db.read(history_store.metric_series, metric, list(run_ids))
     curves: dict[str, Curve] = {}
     for run_id, points in series.items():
         columns = history_store.to_columns({metric: points})
@@ -38,7 +37,7 @@ def metric_curves(
 
 
 def find_plateaued_runs(
-    db: TrainingDB,
+    db: Database,
     metric: str,
     filters: Mapping[str, Any] | None = None,
     *,
@@ -71,7 +70,7 @@ def find_plateaued_runs(
 
 
 def find_runs_with_spikes(
-    db: TrainingDB,
+    db: Database,
     metric: str,
     filters: Mapping[str, Any] | None = None,
     *,
@@ -101,7 +100,7 @@ def find_runs_with_spikes(
 
 
 def plot_runs(
-    db: TrainingDB, run_ids: Sequence[str], metric: str, output: str | Path, **style: Any
+    db: Database, /, run_ids: Sequence[str], metric: str, output: str | Path, **style: Any
 ) -> Path:
     """One PNG with ``metric`` of each run against step, the legend by run name."""
     if not run_ids:
@@ -124,7 +123,8 @@ def plot_runs(
 
 
 def plot_groups(
-    db: TrainingDB,
+    db: Database,
+    /,
     metric: str,
     output: str | Path,
     *,
@@ -148,3 +148,12 @@ def plot_groups(
     if not groups:
         raise InvalidArgumentError(f"no selected run logged {metric!r}")
     return plots.plot_band(dict(sorted(groups.items())), metric, output, **style)
+
+
+class CurveOperations(Operations):
+    """Questions across runs' training curves, and plots of them."""
+
+    find_plateaued_runs = read(find_plateaued_runs, scope="database")
+    find_runs_with_spikes = read(find_runs_with_spikes, scope="database")
+    plot_runs = read(plot_runs, scope="database")
+    plot_groups = read(plot_groups, scope="database")

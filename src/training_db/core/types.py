@@ -3,7 +3,7 @@
 * `UTCDateTime` — timezone-aware UTC in and out on both backends (SQLite keeps no
   zone; naive datetimes passed in are taken as UTC).
 * `JSONDocument` — JSONB on PostgreSQL, JSON on SQLite, lossless for NaN, ±Infinity,
-  NUL characters and large floats (see `training_db.jsoncodec`).
+  NUL characters and large floats (see `training_db.core.jsoncodec`).
 * `Int64` — a 64-bit integer: BIGINT on PostgreSQL, INTEGER on SQLite (which is 64-bit
   already, and is what the revisions created there). Values beyond 64 bits are not stored
   in a column at all: `fits_int64` is the test the writers apply first.
@@ -20,7 +20,7 @@ from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Double, Integer
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from training_db import jsoncodec
+from training_db.core import jsoncodec
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1

@@ -15,10 +15,10 @@ from sqlalchemy import ColumnElement, FromClause, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from training_db.errors import InvalidArgumentError
+from training_db.core.errors import InvalidArgumentError
 
 JsonPath = Sequence[str | int]
-"""Steps into a JSON document, as `training_db.filters.parse_json_path` makes them.
+"""Steps into a JSON document, as `training_db.store.filters.parse_json_path` makes them.
 
 A ``str`` step is an object key, an ``int`` step an array index (negative counts from the
 end). Each step is exact on both backends: a key never selects an array element, an index
