@@ -13,6 +13,9 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import training_db  # importing the package declares every operation (store and ops)
+from training_db.core.operations import operations
+
 OPERATIONS_MARKER = "<!-- operations -->"
 
 
@@ -25,11 +28,9 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
 def operations_markdown() -> str:
     """The operations table, then one section per operation: signature and docstring."""
-    from training_db.core.operations import operations
-
     declared = list(operations())
     lines = [
-        "| operation | kind | retried after a lost COMMIT | call-time \"now\" (safe twin) "
+        '| operation | kind | retried after a lost COMMIT | call-time "now" (safe twin) '
         "| `safe` twin | declared in |",
         "|---|---|---|---|---|---|",
     ]
