@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-import training_db  # importing the package declares every operation (store and ops)
+import training_db  # noqa: F401 - importing the package declares every operation
 from training_db.core.operations import operations
 
 OPERATIONS_MARKER = "<!-- operations -->"
