@@ -110,6 +110,7 @@ def history_csv_text(history: Mapping[str, Sequence[Any]]) -> str:
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """CSV text with ``header`` first; None is an empty cell, other values `_plain`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -122,6 +123,8 @@ def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def _cell(name: str, value: Any) -> str:
+    """A value for a table cell; ``name`` is its column (durations in hours; no name: a
+    timestamp in full)."""
     if value is None:
         return "-"
     if name == "duration_seconds":
@@ -134,10 +137,12 @@ def _cell(name: str, value: Any) -> str:
 
 
 def _duration_cell(seconds: float | None) -> str:
+    """Seconds, with hours beside them."""
     return "-" if seconds is None else f"{seconds:.0f} s ({seconds / 3600:.2f} h)"
 
 
 def _document_cell(document: Any) -> str:
+    """A document as JSON text, cut after `DOCUMENT_CELL_CHARS` characters."""
     if document is None:
         return "-"
     text = json_text(document)
