@@ -12,7 +12,8 @@ from click.testing import CliRunner, Result
 from sqlalchemy import URL
 
 from training_db import TrainingDB
-from training_db.cli import main, parse_since, parse_where
+from training_db.cli import main
+from training_db.cli.parse import parse_since, parse_where
 from training_db.ops.demo import DEMO_RUNS
 from training_db.schema import migrations
 

@@ -1,0 +1,199 @@
+"""Operating a database: ``copy``, ``backup``, ``restore``, ``replay``, ``reap`` and
+``import-wandb``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+from rich.progress import Progress, TaskID
+
+from training_db import safe
+from training_db.cli import render
+from training_db.cli.app import Context, fail, main, pass_context
+from training_db.cli.parse import parse_duration
+from training_db.core.settings import resolve_url, safe_url
+from training_db.ops.transfer import (
+    DEFAULT_BATCH_SIZE,
+    CopyProgress,
+    backup_sqlite,
+    copy_database,
+    restore_sqlite,
+)
+from training_db.ops.wandb_import import count_actions, import_directories
+from training_db.store.wandb import ImportResult
+
+
+@main.command()
+@click.option("--from", "source", required=True, metavar="URL", help="Database to copy.")
+@click.option("--to", "target", required=True, metavar="URL", help="Database to copy into.")
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="Copy into a non-empty target, skipping rows already there (resumes a copy).",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_BATCH_SIZE, show_default=True
+)
+@pass_context
+def copy(context: Context, source: str, target: str, merge: bool, batch_size: int) -> None:
+    """Copy every table from one database to another (SQLite ⇄ PostgreSQL), then verify.
+
+    Prints per-table row counts and checksums; exits 1 if the target does not hold every
+    source row unchanged.
+
+    \b
+    Example:
+      training-db copy --from sqlite:///$HOME/.local/share/mangodb/training_runs.db \
+                       --to postgresql://trainingadmin@rds-host/trainingruns?sslmode=require
+    """
+    source_url = resolve_url(source, source="--from")
+    target_url = resolve_url(target, source="--to")
+    with Progress(console=context.out, transient=True) as bar:
+        tasks: dict[tuple[str, str], TaskID] = {}
+
+        def advance(step: CopyProgress) -> None:
+            key = (step.phase, step.table)
+            if key not in tasks:
+                tasks[key] = bar.add_task(f"{step.phase} {step.table}", total=step.total)
+            bar.update(tasks[key], completed=step.done, total=step.total)
+
+        report = copy_database(
+            source_url, target_url, merge=merge, batch_size=batch_size, progress=advance
+        )
+    context.out.print(report.format(), markup=False)
+    if not report.ok:
+        fail("the copy does not match its source (see the table above)")
+    context.out.print("verified: every source row is in the target, unchanged")
+
+
+@main.command()
+@click.argument("destination", type=click.Path(dir_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace an existing backup file.")
+@pass_context
+def backup(context: Context, destination: str, overwrite: bool) -> None:
+    """Back up the SQLite database to DESTINATION, safely while training writes to it.
+
+    Uses SQLite's online backup API (never `cp`) and checks the copy's integrity. For
+    PostgreSQL use `pg_dump -Fc` (see the migrations guide).
+
+    \b
+    Example:
+      training-db backup ~/backups/training_runs_$(date +%Y%m%d).db
+    """
+    if context.db.url.get_backend_name() != "sqlite":
+        raise ValueError("backup copies a SQLite file; for PostgreSQL use pg_dump -Fc")
+    written = backup_sqlite(context.db.url, destination, overwrite=overwrite)
+    context.out.print(f"backed up {safe_url(context.db.url)} to {written}")
+
+
+@main.command()
+@click.argument("backup_file", type=click.Path(dir_okay=False, exists=True))
+@pass_context
+def restore(context: Context, backup_file: str) -> None:
+    """Put a backup made by `training-db backup` back as the SQLite database.
+
+    The database it replaces is first kept beside it as
+    <database>.before-restore-<UTC timestamp>; the output says where. Refused while another
+    process has the database open: stop the training processes first.
+    """
+    if context.db.url.get_backend_name() != "sqlite":
+        raise ValueError("restore writes a SQLite file; for PostgreSQL use pg_restore")
+    context.db.dispose()
+    result = restore_sqlite(backup_file, context.db.url)
+    context.out.print(f"restored {backup_file} to {result.target}", markup=False)
+    if result.safety_copy is None:
+        context.out.print("there was no database there before: no copy kept", markup=False)
+    else:
+        context.out.print(f"the database it replaced is kept at {result.safety_copy}", markup=False)
+
+
+@main.command()
+@click.option(
+    "--spool-dir",
+    type=click.Path(file_okay=False),
+    help="Spool folder; default TRAINING_DB_SPOOL_DIR or ~/.local/state/mangodb/spool.",
+)
+@pass_context
+def replay(context: Context, spool_dir: str | None) -> None:
+    """Apply the calls that `training_db.safe` spooled while the database was unreachable.
+
+    In order and idempotently: replaying twice changes nothing. Prints how many records were
+    applied, already present, failed (the database could not be reached: the replay stopped
+    there) and pending (after it, not tried); then each record set aside because retrying
+    cannot cure it (its line, function, record id and reason) and each malformed line, all
+    kept in spool.rejected. Exits 1 while records remain or when some were set aside.
+    """
+    report = safe.replay(spool_dir, context.db)
+    out = context.out
+    out.print(report.summary(), markup=False)
+    for item in report.rejected:
+        out.print(
+            f"  rejected line {item.line}: {item.function} record {item.record_id}: {item.reason}",
+            markup=False,
+        )
+    for line in report.malformed:
+        out.print(f"  malformed line {line.line}: {line.reason}", markup=False)
+    if report.rejected or report.malformed:
+        rejected_path = report.spool_path.with_name(safe.REJECTED_FILE)
+        out.print(f"set aside, with the reasons, in {rejected_path}", markup=False)
+    if report.remaining:
+        out.print(
+            f"{report.remaining} records remain in the spool, in order; run `training-db"
+            " replay` again once the database is reachable",
+            markup=False,
+        )
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    default="30m",
+    show_default=True,
+    help="Silence that counts as dead: 45s, 30m, 2h, 1d.",
+)
+@pass_context
+def reap(context: Context, older_than: str) -> None:
+    """Mark running runs without a heartbeat for --older-than as crashed.
+
+    Their ended_at becomes the last heartbeat (or started_at). Prints the runs it changed.
+    """
+    changed = context.db.mark_stale_runs(parse_duration(older_than))
+    if not changed:
+        context.out.print("no stale runs")
+        return
+    context.out.print(f"marked {len(changed)} stale runs as crashed:")
+    for run_id in changed:
+        context.out.print(f"  {run_id}", markup=False)
+
+
+@main.command("import-wandb")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--dry-run", is_flag=True, help="Say what would be recorded; write nothing.")
+@pass_context
+def import_wandb(context: Context, paths: Sequence[str], dry_run: bool) -> None:
+    """Record every W&B run directory under PATHS from W&B's own local files.
+
+    Reads each run's run-*.wandb log (full, unsampled history; no network, no API key). Goes on
+    past bad directories and prints a summary; exits 1 if any failed. Needs the wandb extra:
+    pip install 'mangodb[wandb]'.
+
+    \b
+    Example:
+      training-db import-wandb /home/ubuntu/finetune_safe/wandb --dry-run
+    """
+    with Progress(console=context.out, transient=True) as bar:
+        task = bar.add_task("importing", total=None)
+
+        def advance(done: int, total: int, _result: ImportResult) -> None:
+            bar.update(task, completed=done, total=total)
+
+        results = import_directories(paths, db=context.db, dry_run=dry_run, progress=advance)
+    context.out.print(render.import_table(results))
+    counts = count_actions(results)
+    context.out.print(render.import_summary(counts, dry_run))
+    if counts.get("failed"):
+        sys.exit(1)
