@@ -112,6 +112,8 @@ def replay(
 
 
 def replay_spool(spool: Spool, db: TrainingDB | None, *, blocking: bool) -> ReplayReport:
+    """`replay` of ``spool``; unless ``blocking``, ``busy`` instead of waiting for another
+    process's replay (the worker's way: a call must not wait behind it)."""
     report = ReplayReport(spool.path)
     if not spool.has_records():
         return report

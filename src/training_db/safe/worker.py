@@ -9,6 +9,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from training_db import api
 from training_db.api import TrainingDB
 from training_db.core.operations import Operation
 from training_db.safe import config
-from training_db.safe.calls import SafeResult, execute, snapshot
+from training_db.safe.calls import SafeResult, Status, execute, snapshot
 from training_db.safe.config import FIRST_RETRY_S, logger
 from training_db.safe.failures import FAILURE_HANDLING, CallAction, classify_failure
 from training_db.safe.records import SpooledCall
@@ -385,21 +386,14 @@ def drop(function: str, run_id: object, error: str) -> SafeResult[Any]:
 
 
 def _spool_and_warn(spool: Spool, call: SpooledCall, error: str) -> SafeResult[Any]:
-    described = about(call.function, call.kwargs.get("run_id"))
-    try:
-        spool.append(call.to_line())
-    except Exception as exc:
-        lost = f"{error}; the spool could not be written: {describe(exc)}"
-        logger.warning("%s failed and is LOST: %s", described, lost)
-        return SafeResult(call.function, "lost", error=lost)
-    logger.warning(
-        "%s was not confirmed by the database (%s); spooled to %s as %s for replay",
-        described,
+    """Append ``call`` to the spool, to be replayed; ``lost`` when the spool cannot be written."""
+    return _keep(
+        call,
         error,
-        spool.path,
-        call.id,
+        ("spooled", "the spool", spool.path),
+        lambda: spool.append(call.to_line()),
+        "%s was not confirmed by the database (%s); spooled to %s as %s for replay",
     )
-    return SafeResult(call.function, "spooled", error=error, record_id=call.id)
 
 
 def _reject_and_warn(spool: Spool, call: SpooledCall, error: str) -> SafeResult[Any]:
@@ -409,22 +403,39 @@ def _reject_and_warn(spool: Spool, call: SpooledCall, error: str) -> SafeResult[
     later call of this process would wait behind it. Kept, not dropped: the database (or
     this package) refused a call whose arguments passed validation, which people should see.
     """
-    described = about(call.function, call.kwargs.get("run_id"))
-    try:
+
+    def write() -> None:
         with spool.locked():
             spool.reject([rejection(None, error, call.to_line(), call)])
+
+    return _keep(
+        call,
+        error,
+        ("rejected", "spool.rejected", spool.rejected_path),
+        write,
+        "%s failed for a reason retrying cannot cure (%s); kept in %s as %s, not retried",
+    )
+
+
+def _keep(
+    call: SpooledCall,
+    error: str,
+    where: tuple[Status, str, Path],
+    write: Callable[[], None],
+    message: str,
+) -> SafeResult[Any]:
+    """``write`` the call and log ``message`` (the call, the error, the file, the record id);
+    a warning saying ``LOST`` and status ``lost`` when the file cannot be written."""
+    status, name, path = where
+    described = about(call.function, call.kwargs.get("run_id"))
+    try:
+        write()
     except Exception as exc:
-        lost = f"{error}; spool.rejected could not be written: {describe(exc)}"
+        lost = f"{error}; {name} could not be written: {describe(exc)}"
         logger.warning("%s failed and is LOST: %s", described, lost)
         return SafeResult(call.function, "lost", error=lost)
-    logger.warning(
-        "%s failed for a reason retrying cannot cure (%s); kept in %s as %s, not retried",
-        described,
-        error,
-        spool.rejected_path,
-        call.id,
-    )
-    return SafeResult(call.function, "rejected", error=error, record_id=call.id)
+    logger.warning(message, described, error, path, call.id)
+    return SafeResult(call.function, status, error=error, record_id=call.id)
 
 
 def drain(timeout: float | None = None) -> bool:
