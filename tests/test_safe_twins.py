@@ -37,7 +37,7 @@ SAFE_MODULES = (
     "spool",
     "records",
     "calls",
-    "replay",
+    "replaying",
     "worker",
     "twins",
 )
@@ -209,3 +209,14 @@ def test_a_declared_write_gets_a_twin_that_spools_and_replays(
     result = note("run-1", "up", history=[{"_step": 3, "loss": 0.25}])
     assert (result.status, result.value) == ("ok", 1)
     assert database.get_tags("run-1")["note"] == "up"
+
+
+def test_the_checks_needing_no_database_apply_to_every_twin_by_argument_name(spool: Path) -> None:
+    """A bad run id or status is dropped during an outage, in every twin that takes one
+    (finish_run's status too, which used to wait in the spool for a replay to reject it)."""
+    training_db.configure(CLOSED_PORT_URL)
+    assert safe.finish_run("run-1", "paused").status == "dropped"
+    assert safe.update_run_status("run-1", "paused").status == "dropped"
+    assert safe.delete_tag("", "key").status == "dropped"
+    assert safe.finish_run("run-1", "failed").status == "spooled"
+    assert [record.function for record in spooled(spool)] == ["finish_run"]

@@ -6,13 +6,13 @@ from training_db import safe
 safe.insert_run(run_id, None, config, host="ec2")
 ```
 
-Each write operation has a twin here with the same signature, made from the operation's
-declaration (`training_db.core.operations`; maintenance writes and deletes of whole
-histories have none: `WRITE_FUNCTIONS` lists the twins). A call runs
-in a daemon worker thread and is waited for at most ``TRAINING_DB_SAFE_TIMEOUT`` seconds
-(default 20). What happens to a call that fails depends on whether retrying it could cure
-the failure; `classify_failure` decides, by one table (`FAILURE_HANDLING`, shown in
-docs/reliability.md):
+Each write function that training code calls has a twin here with the same signature, made
+from the operation's declaration (`training_db.core.operations`; `WRITE_FUNCTIONS` lists
+them: maintenance writes, W&B imports and deletes of whole histories have none). A call
+runs in a daemon worker thread and is waited for at most ``TRAINING_DB_SAFE_TIMEOUT``
+seconds (default 20).
+What happens to a call that fails depends on whether retrying it could cure the failure;
+`classify_failure` decides, by one table (`FAILURE_HANDLING`, shown in docs/reliability.md):
 
 * *transient* (the database could not be reached, a lock conflict, a timeout, a schema an
   operator can upgrade): one warning is logged (logger ``training_db.safe``) and the call
@@ -49,14 +49,14 @@ interpreter exits (for at most the safe timeout). With automatic replay off, the
 Inside, one module per concern, each importing only those before it: ``config`` (settings),
 ``failures`` (the table), ``redact`` (no password in any message), ``spool`` (the files and
 their locks), ``records`` (the record format), ``calls`` (a call captured and run, as its
-declaration says), ``replay``, ``worker`` (the thread, a call's path, the exit hook) and
+declaration says), ``replaying``, ``worker`` (the thread, a call's path, the exit hook) and
 ``twins`` (made from the declarations).
 """
 
 from __future__ import annotations
 
-# Reachable here as before the split, though not in __all__ (the "X as X" form says so):
-# the settings' and the spool files' names, the logger, and the exit hook (tests call it).
+# Names imported "as" themselves are not in __all__ but stay reachable here, as before the
+# split into modules: the settings' and the spool files' names, the logger, the exit hook.
 from training_db.safe.calls import SafeResult
 from training_db.safe.config import AUTO_REPLAY_ENV as AUTO_REPLAY_ENV
 from training_db.safe.config import DEFAULT_REPLAY_INTERVAL_S as DEFAULT_REPLAY_INTERVAL_S
@@ -72,7 +72,7 @@ from training_db.safe.failures import (
     classify_failure,
 )
 from training_db.safe.records import SpooledCall
-from training_db.safe.replay import MalformedLine, RejectedRecord, ReplayReport, replay
+from training_db.safe.replaying import MalformedLine, RejectedRecord, ReplayReport, replay
 from training_db.safe.spool import LOCK_FILE as LOCK_FILE
 from training_db.safe.spool import REJECTED_FILE as REJECTED_FILE
 from training_db.safe.spool import REPLAY_LOCK_FILE as REPLAY_LOCK_FILE
@@ -85,7 +85,7 @@ from training_db.safe.worker import drain
 
 globals().update(TWINS)
 
-__all__ = [  # noqa: PLE0604 - the twins are made from the declared operations
+__all__ = [
     "FAILURE_HANDLING",
     "WRITE_FUNCTIONS",
     "CallAction",
@@ -101,5 +101,5 @@ __all__ = [  # noqa: PLE0604 - the twins are made from the declared operations
     "drain",
     "replay",
     "spool_dir",
-    *TWINS,
 ]
+__all__.extend(TWINS)  # the twins, made from the declared operations

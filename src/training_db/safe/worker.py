@@ -23,7 +23,7 @@ from training_db.safe.config import FIRST_RETRY_S, logger
 from training_db.safe.failures import FAILURE_HANDLING, CallAction, classify_failure
 from training_db.safe.records import SpooledCall
 from training_db.safe.redact import about, describe
-from training_db.safe.replay import ReplayReport, rejection, replay_spool
+from training_db.safe.replaying import ReplayReport, rejection, replay_spool
 from training_db.safe.spool import Spool
 
 
