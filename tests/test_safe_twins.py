@@ -8,7 +8,7 @@ import ast
 import datetime as dt
 import inspect
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,11 @@ from sqlalchemy import URL
 from sqlalchemy.orm import Session
 
 import training_db
+from tests.test_safe import spool, spooled  # noqa: F401 - spool: the fixture of test_safe
 from training_db import TrainingDB, safe
 from training_db.core import operations as declarations
 from training_db.core.operations import ALWAYS, Operations, operation, write
 from training_db.safe import twins
-from training_db.safe.records import SpooledCall
 from training_db.store import history as history_store
 from training_db.store import tags as tag_store
 
@@ -41,25 +41,6 @@ SAFE_MODULES = (
     "worker",
     "twins",
 )
-
-
-@pytest.fixture
-def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A spool directory of the test's own; the default database unbound afterwards."""
-    directory = tmp_path / "spool"
-    monkeypatch.setenv("TRAINING_DB_SPOOL_DIR", str(directory))
-    monkeypatch.setenv("TRAINING_DB_SPOOL_AUTO_REPLAY", "0")  # the test's replays only
-    yield directory
-    assert safe.drain(60), "a best-effort call was still running at the end of the test"
-    default = training_db.api._default
-    training_db.api._default = None
-    if default is not None:
-        default.dispose()
-
-
-def spooled(directory: Path) -> list[SpooledCall]:
-    path = directory / "spool.jsonl"
-    return [SpooledCall.from_line(line) for line in path.read_bytes().splitlines()]
 
 
 # --- the registry and the twins agree ----------------------------------------------------------
@@ -169,11 +150,13 @@ def test_a_twin_made_for_a_declared_write_has_its_signature_and_describes_its_no
         twins.twin(operation("get_run"))
 
 
+@pytest.mark.usefixtures("spool")
 def test_a_declared_write_gets_a_twin_that_spools_and_replays(
-    family: type[Operations], db_url: URL, spool: Path
+    family: type[Operations], db_url: URL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The twins of the test's writes, made by the factory, on a real database: spooled while
     it is unreachable (the call time captured, the history as row dicts), replayed into it."""
+    monkeypatch.setenv("TRAINING_DB_SPOOL_AUTO_REPLAY", "0")  # the test's replay, not the worker's
     # TrainingDB with the family among its bases, as a new family is added to it.
     note_db: Any = type("NoteDB", (TrainingDB, family), {})
     database = note_db(db_url)
@@ -189,13 +172,13 @@ def test_a_declared_write_gets_a_twin_that_spools_and_replays(
     assert note("run-1").status == "dropped"  # does not bind: dropped, not raised
     assert note("", "empty run id").status == "dropped"  # the run_id pre-check
 
-    noted, stamped = spooled(spool)
+    noted, stamped = spooled(safe.spool_dir())
     assert (noted.function, stamped.function) == ("note_run", "stamp_run")
     assert before <= noted.kwargs["at"] <= after
     assert before <= stamped.kwargs["at"] <= after
     assert noted.kwargs["history"] == [{"_step": 0, "loss": 1.0}, {"_step": 2, "loss": 0.5}]
 
-    report = safe.replay(spool, db=database)
+    report = safe.replay(db=database)
     assert (report.applied, report.remaining, report.rejected) == (2, 0, [])
     assert database.get_tags("run-1") == {
         "note": "down",
@@ -211,12 +194,16 @@ def test_a_declared_write_gets_a_twin_that_spools_and_replays(
     assert database.get_tags("run-1")["note"] == "up"
 
 
-def test_the_checks_needing_no_database_apply_to_every_twin_by_argument_name(spool: Path) -> None:
+@pytest.mark.usefixtures("spool")
+def test_the_checks_needing_no_database_apply_to_every_twin_by_argument_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A bad run id or status is dropped during an outage, in every twin that takes one
     (finish_run's status too, which used to wait in the spool for a replay to reject it)."""
+    monkeypatch.setenv("TRAINING_DB_SPOOL_AUTO_REPLAY", "0")  # the record stays in the spool
     training_db.configure(CLOSED_PORT_URL)
     assert safe.finish_run("run-1", "paused").status == "dropped"
     assert safe.update_run_status("run-1", "paused").status == "dropped"
     assert safe.delete_tag("", "key").status == "dropped"
     assert safe.finish_run("run-1", "failed").status == "spooled"
-    assert [record.function for record in spooled(spool)] == ["finish_run"]
+    assert [record.function for record in spooled(safe.spool_dir())] == ["finish_run"]
