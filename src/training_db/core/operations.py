@@ -55,6 +55,7 @@ def when(argument: str, *values: Any) -> NowCondition:
         return arguments.get(argument) in values
 
     condition.__qualname__ = f"when({argument!r}, {', '.join(map(repr, values))})"
+    condition.__doc__ = f"{argument} is {' or '.join(map(repr, values))}"  # for the twins' docs
     return condition
 
 
