@@ -5,15 +5,20 @@ what they do when they replay cannot change with the package's live code.
   ``training_db.schema.extraction`` (changing the live rules changes nothing here).
 * 0006's downgrade decodes step bitmaps and byte planes with its own copies, and must read
   every row that later code can write: steps at both ends of 64 bits, deltas that wrap.
+* No revision imports anything from the package but the building blocks that cannot change
+  meaning under it (parsed with `ast`, at the top of a file or inside a function).
 """
 
 from __future__ import annotations
 
+import ast
 import itertools
 import math
 import struct
 import zlib
 from array import array
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +31,15 @@ from training_db.schema import migrations
 from training_db.schema.extraction import EXTRACTED_COLUMNS, ExtractedColumn
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+PACKAGE = "training_db"
+VERSIONS = Path(__file__).resolve().parent.parent / "alembic" / "versions"
+
+# What a revision may import from the package: building blocks that do not change meaning
+# (the column types stored data is written in; the guards a downgrade starts with).
+REVISION_IMPORTS: Mapping[str, frozenset[str]] = {
+    "training_db.core.types": frozenset({"JSONDocument", "UTCDateTime", "Int64", "Float64"}),
+    "training_db.schema.migrations": frozenset({"refuse_data_loss", "refuse_narrowing"}),
+}
 
 # --- 0002 ------------------------------------------------------------------------------------
 
@@ -202,3 +216,64 @@ def test_0006_downgrade_reads_what_later_code_writes(empty_url: URL) -> None:
         assert database.get_history("r") == before
     finally:
         database.dispose()
+
+
+# --- the revisions import only what cannot change under them ---------------------------------
+
+
+def revision_imports(path: Path) -> Iterator[tuple[str, str, int]]:
+    """(module, name, line) of every import of the package in a revision file."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == PACKAGE:
+                    yield alias.name, "*", node.lineno
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == PACKAGE:
+            for alias in node.names:
+                yield node.module or "", alias.name, node.lineno
+
+
+def forbidden_revision_imports(path: Path) -> list[str]:
+    return [
+        f"{path.name}:{line}: {module} import {name}"
+        for module, name, line in revision_imports(path)
+        if name not in REVISION_IMPORTS.get(module, frozenset())
+    ]
+
+
+REVISION_FILES = sorted(VERSIONS.glob("*.py"))
+
+
+def test_there_are_revisions_to_check() -> None:
+    assert len(REVISION_FILES) >= 7
+
+
+@pytest.mark.parametrize("path", REVISION_FILES, ids=lambda path: path.name)
+def test_a_revision_imports_only_stable_building_blocks(path: Path) -> None:
+    """A revision copies the logic it runs: importing the package's live code would let a
+    later change to that code change how an old revision replays."""
+    assert forbidden_revision_imports(path) == []
+
+
+@pytest.mark.parametrize(
+    ("statement", "refused"),
+    [
+        ("from training_db.store.history import decode_steps", "decode_steps"),
+        ("import training_db.schema.extraction", "*"),
+        ("from training_db.schema.migrations import upgrade", "upgrade"),
+        ("from training_db.core.jsoncodec import decode_document", "decode_document"),
+    ],
+)
+def test_a_live_import_in_a_revision_is_refused(
+    tmp_path: Path, statement: str, refused: str
+) -> None:
+    """Top-level or inside a function, the allow-list catches it."""
+    revision = tmp_path / "0099_live.py"
+    revision.write_text(
+        "from training_db.core.types import JSONDocument\n"
+        f"def upgrade() -> None:\n    {statement}\n",
+        encoding="utf-8",
+    )
+    (found,) = forbidden_revision_imports(revision)
+    assert found.startswith("0099_live.py:3: training_db.")
+    assert found.endswith(f" import {refused}")

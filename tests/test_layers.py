@@ -1,31 +1,23 @@
-"""The package's architecture, checked from its source: imports point down the layers and
-never in a circle; revisions import only stable building blocks; the wheel carries every
-package and nothing clashes with the revisions' package (issue 17).
+"""The layers of the package, checked from its source: imports point down the layers and
+never in a circle (issue 17).
 
-Everything here parses files with `ast`; nothing is imported, so a test names the file
-and line at fault even when the import it objects to would fail.
+core (0) < schema (1) < store (2) < db (3) < ops (4) < api (5) < safe (6) < cli (7), and the
+package's ``__init__`` on top. A module may import its own layer and those below; within a
+layer any arrow is fine but a cycle is not. Imports under ``if TYPE_CHECKING:`` and inside
+functions count like the others. Everything is parsed with `ast`, nothing imported, so a
+failure names the modules and the line at fault.
 """
 
 from __future__ import annotations
 
 import ast
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pytest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_ROOT = REPO_ROOT / "src"
 PACKAGE = "training_db"
-VERSIONS = REPO_ROOT / "alembic" / "versions"
 
 # The layers, lowest first: a module may import its own layer and the ones below it.
 LAYERS: Mapping[str, int] = {
@@ -39,16 +31,6 @@ LAYERS: Mapping[str, int] = {
     "cli": 7,
 }
 TOP = len(LAYERS)  # the package's __init__: the public surface, above everything
-
-# What a revision may import from the package: building blocks that do not change meaning
-# (the column types stored data is written in; the guards a downgrade starts with).
-REVISION_IMPORTS: Mapping[str, frozenset[str]] = {
-    "training_db.core.types": frozenset({"JSONDocument", "UTCDateTime", "Int64", "Float64"}),
-    "training_db.schema.migrations": frozenset({"refuse_data_loss", "refuse_narrowing"}),
-}
-
-
-# --- the import graph ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -265,115 +247,3 @@ def test_relative_imports_resolve_where_python_looks(tmp_path: Path) -> None:
         "training_db.store.history.shapes",
         "training_db.core.errors",
     ]
-
-
-# --- the revisions import only what cannot change under them ---------------------------------
-
-
-def revision_imports(path: Path) -> Iterator[tuple[str, str, int]]:
-    """(module, name, line) of every import of the package in a revision file."""
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.split(".")[0] == PACKAGE:
-                    yield alias.name, "*", node.lineno
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == PACKAGE:
-            for alias in node.names:
-                yield node.module or "", alias.name, node.lineno
-
-
-def forbidden_revision_imports(path: Path) -> list[str]:
-    return [
-        f"{path.name}:{line}: {module} import {name}"
-        for module, name, line in revision_imports(path)
-        if name not in REVISION_IMPORTS.get(module, frozenset())
-    ]
-
-
-REVISION_FILES = sorted(VERSIONS.glob("*.py"))
-
-
-def test_there_are_revisions_to_check() -> None:
-    assert len(REVISION_FILES) >= 7
-
-
-@pytest.mark.parametrize("path", REVISION_FILES, ids=lambda path: path.name)
-def test_a_revision_imports_only_stable_building_blocks(path: Path) -> None:
-    """A revision copies the logic it runs: importing the package's live code would let a
-    later change to that code change how an old revision replays."""
-    assert forbidden_revision_imports(path) == []
-
-
-@pytest.mark.parametrize(
-    ("statement", "refused"),
-    [
-        ("from training_db.store.history import decode_steps", "decode_steps"),
-        ("import training_db.schema.extraction", "*"),
-        ("from training_db.schema.migrations import upgrade", "upgrade"),
-        ("from training_db.core.jsoncodec import decode_document", "decode_document"),
-    ],
-)
-def test_a_live_import_in_a_revision_is_refused(
-    tmp_path: Path, statement: str, refused: str
-) -> None:
-    """Top-level or inside a function, the allow-list catches it."""
-    revision = tmp_path / "0099_live.py"
-    revision.write_text(
-        "from training_db.core.types import JSONDocument\n"
-        f"def upgrade() -> None:\n    {statement}\n",
-        encoding="utf-8",
-    )
-    (found,) = forbidden_revision_imports(revision)
-    assert found.startswith("0099_live.py:3: training_db.")
-    assert found.endswith(f" import {refused}")
-
-
-# --- the wheel: every package listed, none clashing with the revisions -----------------------
-
-
-def setuptools_config() -> Any:
-    with (REPO_ROOT / "pyproject.toml").open("rb") as file:
-        return tomllib.load(file)["tool"]["setuptools"]
-
-
-def missing_from_wheel(root: Path = SOURCE_ROOT) -> set[str]:
-    """Packages under src/training_db (directories with ``__init__.py``) that pyproject's
-    ``packages`` does not list: the wheel would not carry them."""
-    found = {
-        ".".join(init.parent.relative_to(root).parts)
-        for init in (root / PACKAGE).rglob("__init__.py")
-    }
-    return found - set(setuptools_config()["packages"])
-
-
-def clashing_modules(root: Path = SOURCE_ROOT) -> set[str]:
-    """Modules or packages under src/training_db named like a package that pyproject's
-    ``package-dir`` maps to another directory (``training_db.revisions`` = alembic/)."""
-    mapped = {name for name in setuptools_config()["package-dir"] if name}
-    return {
-        name
-        for name in modules(root)
-        if any(name == package or name.startswith(f"{package}.") for package in mapped)
-    }
-
-
-def test_the_revisions_package_is_mapped_elsewhere() -> None:
-    assert setuptools_config()["package-dir"]["training_db.revisions"] == "alembic"
-
-
-def test_every_package_under_src_is_in_the_wheel() -> None:
-    """setuptools finds nothing by itself when ``packages`` is an explicit list."""
-    assert missing_from_wheel() == set()
-
-
-def test_no_module_is_named_like_a_package_mapped_elsewhere() -> None:
-    assert clashing_modules() == set()
-
-
-def test_a_clash_and_a_missing_package_are_found(tmp_path: Path) -> None:
-    root = copy_of_package(tmp_path)
-    (root / PACKAGE / "revisions.py").write_text("", encoding="utf-8")
-    (root / PACKAGE / "web").mkdir()
-    (root / PACKAGE / "web" / "__init__.py").write_text("", encoding="utf-8")
-    assert clashing_modules(root) == {"training_db.revisions"}
-    assert missing_from_wheel(root) == {"training_db.web"}
