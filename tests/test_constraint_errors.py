@@ -230,6 +230,25 @@ def test_a_constraint_no_table_maps_is_a_generic_duplicate(db: TrainingDB) -> No
     assert message == f"the write would duplicate a row that must be unique ({named})"
 
 
+def test_an_unmapped_expression_index_is_named_on_both_backends(db: TrainingDB) -> None:
+    """SQLite names a unique index on an expression by its name (it has no columns to name)."""
+
+    def duplicate_lowercase_names(session: Session) -> None:
+        session.execute(sa.text("CREATE TABLE scratch_names (name VARCHAR(20))"))
+        session.execute(
+            sa.text("CREATE UNIQUE INDEX ux_scratch_names_lower ON scratch_names (lower(name))")
+        )
+        for name in ("Ada", "ADA"):
+            session.execute(sa.text("INSERT INTO scratch_names VALUES (:name)"), {"name": name})
+
+    with pytest.raises(DuplicateError) as raised:
+        db.write(duplicate_lowercase_names)
+    assert type(raised.value) is DuplicateError
+    assert str(raised.value) == (
+        "the write would duplicate a row that must be unique (ux_scratch_names_lower)"
+    )
+
+
 def test_other_integrity_errors_are_not_duplicates(db: TrainingDB) -> None:
     """A broken CHECK constraint is a refused write, not a duplicate."""
 
