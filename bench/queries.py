@@ -37,7 +37,7 @@ from bench.mlflow_side import MlflowStore
 from bench.workload import METRIC_TYPES, RunSpec, make_history, make_run
 from training_db import TrainingDB
 from training_db.schema import HistoryMetric, RunObjective, TrainingRun
-from training_db.store.extraction import extract_columns
+from training_db.schema.extraction import extract_columns
 from training_db.store.runs import summary_columns
 
 WITH_HISTORY_HOST: Final = "bench-with-history"

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import URL
 
 from training_db import InvalidArgumentError, TrainingDB
-from training_db.store.extraction import EXTRACTED_COLUMNS
+from training_db.schema.extraction import EXTRACTED_COLUMNS
 
 INT_COLUMNS = [name for name, spec in EXTRACTED_COLUMNS.items() if spec.kind is int]
 BEYOND_64_BITS = [2**63, -(2**63) - 1, 2**70, -(10**30)]

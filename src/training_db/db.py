@@ -35,6 +35,7 @@ from training_db.core.settings import (
     sqlite_file,
 )
 from training_db.schema import migrations
+from training_db.schema.constraints import constraint_error
 from training_db.store.completion import CompletionOperations
 from training_db.store.history import DEFAULT_KEY_METRICS, KeyMetricMapping, history_json
 from training_db.store.history.keymetrics import KEY_METRICS_INFO
@@ -222,7 +223,7 @@ class Database(
         started = time.monotonic()
         lock_attempts = 0
         reconnected = False
-        with translated_errors(safe_url(self.url)):
+        with translated_errors(safe_url(self.url), constraint_errors=constraint_error):
             while True:
                 committing = False
                 try:

@@ -8,9 +8,9 @@ means the database could not be reached or failed; it never stands for bad input
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from sqlalchemy import exc as sa_exc
 
@@ -70,30 +70,95 @@ class DatabaseWriteError(TrainingDBError):
     """The database refused a write for a reason outside the caller's arguments."""
 
 
-_UNIQUE_MARKERS = ("unique constraint", "duplicate key value", "unique_violation")
-_WANDB_ID = re.compile(r"wandb_run_id")
-_OBJECTIVE = re.compile(r"run_objectives")
-
-
 # SQLite's "file is not a database" (SQLITE_NOTADB) arrives as a plain DatabaseError: the file
 # cannot be opened as a database, which is unavailability, not a refused statement.
 _NOT_A_DATABASE = "file is not a database"
 
 
+# --- unique violations: which constraint, as the driver tells it ------------------------------
+
+
+@dataclass(frozen=True)
+class UniqueViolation:
+    """The unique constraint (or primary key) a write broke, as the driver named it.
+
+    PostgreSQL names the constraint; SQLite names the table and the columns instead (or an
+    index by name). Which error a violation becomes is the schema's knowledge, not this
+    module's: see `translated_errors`.
+    """
+
+    constraint: str | None = None
+    table: str | None = None
+    columns: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """The constraint's name, else its table and columns, for a message."""
+        if self.constraint:
+            return self.constraint
+        if self.table and self.columns:
+            return f"{self.table}({', '.join(self.columns)})"
+        return f"a unique constraint of {self.table}" if self.table else "a unique constraint"
+
+
+# Maps a unique violation to the error it means (None: not one it knows). The schema layer
+# holds the table (``training_db.schema.constraints``); ``Database`` passes it in.
+ConstraintErrors = Callable[[UniqueViolation], DuplicateError | None]
+
+_PG_UNIQUE_VIOLATION = "23505"
+# SQLITE_CONSTRAINT_UNIQUE and SQLITE_CONSTRAINT_PRIMARYKEY (extended result codes).
+_SQLITE_UNIQUE_CODES = frozenset({2067, 1555})
+_SQLITE_UNIQUE_PREFIX = "UNIQUE constraint failed: "
+
+
+def unique_violation(exc: sa_exc.IntegrityError) -> UniqueViolation | None:
+    """The unique constraint ``exc`` reports, or None when it is another integrity error."""
+    orig = exc.orig
+    if getattr(orig, "pgcode", None) == _PG_UNIQUE_VIOLATION:
+        diag = getattr(orig, "diag", None)
+        return UniqueViolation(
+            constraint=getattr(diag, "constraint_name", None),
+            table=getattr(diag, "table_name", None),
+        )
+    message = str(orig).strip()
+    code = getattr(orig, "sqlite_errorcode", None)  # Python 3.11+
+    if not message.startswith(_SQLITE_UNIQUE_PREFIX):
+        return UniqueViolation() if code in _SQLITE_UNIQUE_CODES else None
+    # "UNIQUE constraint failed: run_tags.run_id, run_tags.key", or "...: index 'name'"
+    named = message.removeprefix(_SQLITE_UNIQUE_PREFIX).splitlines()[0].strip()
+    if named.startswith("index '") and named.endswith("'"):
+        return UniqueViolation(constraint=named.removeprefix("index '").removesuffix("'"))
+    qualified = [part.strip().partition(".") for part in named.split(",")]
+    tables = {table for table, _, _ in qualified}
+    if len(tables) != 1 or not all(column for _, _, column in qualified):
+        return UniqueViolation()
+    return UniqueViolation(table=tables.pop(), columns=tuple(column for _, _, column in qualified))
+
+
+def duplicate_error(violation: UniqueViolation) -> DuplicateError:
+    """The generic error of a unique violation no table maps: it names the constraint."""
+    return DuplicateError(
+        f"the write would duplicate a row that must be unique ({violation.describe()})"
+    )
+
+
 @contextmanager
-def translated_errors(where: str | None = None) -> Iterator[None]:
+def translated_errors(
+    where: str | None = None, *, constraint_errors: ConstraintErrors | None = None
+) -> Iterator[None]:
     """Turn driver errors into this package's errors, chained ``from`` the original.
 
     Pre-checks in the repository give the precise message in the usual case; this catches
     what slips past them (two writers racing for the same id, a server gone away).
     ``where`` (the database, password hidden) starts the message of an unavailable database
     or a refused statement, so that a log line names the file or server at fault.
+    ``constraint_errors`` says which error a unique violation means (by constraint); one it
+    does not map becomes a `DuplicateError` naming the constraint.
     """
     prefix = f"{where}: " if where else ""
     try:
         yield
     except sa_exc.IntegrityError as exc:
-        raise _translate_integrity_error(exc) from exc
+        raise _translate_integrity_error(exc, constraint_errors) from exc
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
         raise DatabaseUnavailableError(prefix + describe_operational_error(exc)) from exc
     except sa_exc.DisconnectionError as exc:
@@ -114,15 +179,14 @@ def translated_errors(where: str | None = None) -> Iterator[None]:
         raise InvalidArgumentError(f"a value is out of range for the database: {exc}") from exc
 
 
-def _translate_integrity_error(exc: sa_exc.IntegrityError) -> TrainingDBError:
+def _translate_integrity_error(
+    exc: sa_exc.IntegrityError, constraint_errors: ConstraintErrors | None
+) -> TrainingDBError:
+    violation = unique_violation(exc)
+    if violation is not None:
+        mapped = constraint_errors(violation) if constraint_errors is not None else None
+        return mapped if mapped is not None else duplicate_error(violation)
     message = str(exc.orig)
-    lowered = message.lower()
-    if any(marker in lowered for marker in _UNIQUE_MARKERS):
-        if _WANDB_ID.search(message):
-            return DuplicateWandbRunIdError("another run already has this wandb_run_id")
-        if _OBJECTIVE.search(message):
-            return ObjectiveAlreadyExistsError("the run already has an objective of this name")
-        return RunAlreadyExistsError("a run with this run_id already exists")
     first_line = message.strip().splitlines()[0] if message.strip() else type(exc.orig).__name__
     return DatabaseWriteError(f"the database rejected the write: {first_line}")
 

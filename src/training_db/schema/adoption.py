@@ -44,7 +44,7 @@ from training_db.core.errors import SchemaVersionError
 from training_db.core.sequences import reset_sequences
 from training_db.core.types import Float64, JSONDocument, UTCDateTime, as_utc
 from training_db.schema import Base
-from training_db.store.extraction import EXTRACTED_COLUMNS, backfill_extracted_columns
+from training_db.schema.extraction import EXTRACTED_COLUMNS, backfill_extracted_columns
 
 # Where the old tables wait while the new ones are filled: a schema on PostgreSQL (indexes,
 # constraints and sequences move with the table, so no name can clash); a prefix on SQLite.

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
 from training_db.schema.base import RUN_ID_MAX_LENGTH, Base, sql_in
-
-if TYPE_CHECKING:
-    from training_db.schema.runs import TrainingRun
 
 OBJECTIVE_DIRECTIONS: Final = ("maximize", "minimize")
 
 
 class RunObjective(Base):
-    """One objective of a run: how it was configured, and its final values."""
+    """One objective of a run: how it was configured, and its final values.
+
+    ``TrainingRun.objectives`` lists a run's objectives; there is no way back from here
+    (nothing used one), so this module and ``runs`` do not import each other.
+    """
 
     __tablename__ = "run_objectives"
 
@@ -33,8 +34,6 @@ class RunObjective(Base):
     normalized_mean: Mapped[float | None]
     raw_std: Mapped[float | None]
     normalized_std: Mapped[float | None]
-
-    run: Mapped[TrainingRun] = relationship(back_populates="objectives")
 
     __table_args__ = (
         UniqueConstraint("run_id", "objective_name"),

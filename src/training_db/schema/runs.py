@@ -41,7 +41,7 @@ class TrainingRun(Base):
     status: Mapped[str] = mapped_column(default="launched", index=True)
     # Liveness (issue 6): the last heartbeat of a running run, see runs.mark_stale_runs
     last_heartbeat_at: Mapped[dt.datetime | None]
-    # Extracted hyperparameters (see training_db.store.extraction for where each comes from)
+    # Extracted hyperparameters (see training_db.schema.extraction for where each comes from)
     batch_size: Mapped[int | None]
     learning_rate: Mapped[float | None]
     beta: Mapped[float | None]
@@ -83,7 +83,7 @@ class TrainingRun(Base):
     )
 
     objectives: Mapped[list[RunObjective]] = relationship(
-        back_populates="run", cascade="all, delete-orphan", passive_deletes=True
+        cascade="all, delete-orphan", passive_deletes=True
     )
     tags: Mapped[list[RunTag]] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True

@@ -39,8 +39,8 @@ from training_db.schema import (
     TERMINAL_STATUSES,
     TrainingRun,
 )
+from training_db.schema.extraction import extract_columns
 from training_db.store import filters as run_filters
-from training_db.store.extraction import extract_columns
 from training_db.store.records import RECORD_COLUMNS, RunDict, run_id_of, run_to_dict, tags_by_run
 
 if TYPE_CHECKING:

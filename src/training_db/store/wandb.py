@@ -42,9 +42,9 @@ from training_db.core.wandb_files import (
     WandbRunLog,
 )
 from training_db.schema import OBJECTIVE_DIRECTIONS, TERMINAL_STATUSES, RunObjective, TrainingRun
+from training_db.schema.extraction import extract_columns
 from training_db.store import completion, objectives, runs
 from training_db.store import history as history_store
-from training_db.store.extraction import extract_columns
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,14 @@ other top-level sections in their order; the first scalar found wins. Values tha
 be converted to the column's type are left out of the column (the whole config is still in
 ``config_json``): among them whole numbers beyond 64 bits, which no integer column holds.
 
-To add an extracted column: add it to ``TrainingRun`` in ``models.py``, add one entry here,
-and write one Alembic revision that adds the column and calls
-`backfill_extracted_columns` with its name (see ``alembic/versions/0002_v2_*.py``).
+To add an extracted column: add it to ``TrainingRun`` (``schema/runs.py``), add one entry
+here, and write one Alembic revision that adds the column and backfills existing runs with
+its own copy of the rule (see ``alembic/versions/0002_v2_*.py``): a revision never imports
+this module, whose rules may change after it was written.
+
+The rules are the schema's (which column holds which config value), so they live in this
+layer, below the store that applies them to new runs and beside the adoption of old
+databases that applies them to old ones.
 """
 
 from __future__ import annotations
@@ -142,7 +147,8 @@ def _int_from_text(text: str) -> int | None:
 
 
 def backfill_extracted_columns(connection: Connection, column_names: Iterable[str]) -> int:
-    """Fill ``column_names`` of existing runs from their ``config_json``; used by revisions.
+    """Fill ``column_names`` of existing runs from their ``config_json`` by the current rules;
+    used when adopting a database made by the old module (`training_db.schema.adoption`).
 
     Only NULL columns are filled, so re-running it or running it on rows inserted by newer
     code changes nothing. Returns the number of rows updated.
