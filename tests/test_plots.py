@@ -142,7 +142,7 @@ def test_modules_import_and_work_without_matplotlib_or_numpy() -> None:
         "import sys\n"
         "for name in ('matplotlib', 'numpy', 'pandas'):\n"
         "    sys.modules[name] = None\n"
-        "from training_db import analysis, plots\n"
+        "from training_db.ops import analysis, plots\n"
         "print(plots.sparkline([1.0, 2.0]), analysis.detect_spikes([0, 1], [1.0, 2.0]))\n"
     )
     result = subprocess.run(
