@@ -334,15 +334,25 @@ def _add_objectives(
     return added
 
 
+def _plan(
+    session: Session, log: WandbRunLog, run_id: str | None, status: str | None, *, for_update: bool
+) -> tuple[str, list[ConfigObjective], str, TrainingRun | None]:
+    """What recording ``log`` starts from, shared by the dry run and the real one: the checked
+    status, the objectives named in its config, the target run id and that run (if any),
+    after refusing a conflict with another run."""
+    checked = _checked_status(log, status)
+    config_objectives = objectives_from_config(log.config)
+    target = choose_run_id(session, log, run_id)
+    run = _load(session, target, for_update=for_update)
+    _check_conflicts(session, run, target, log)
+    return checked, config_objectives, target, run
+
+
 def preview_run(
     session: Session, log: WandbRunLog, run_id: str | None = None, *, status: str | None = None
 ) -> ImportResult:
     """What :func:`record_run` would do, without writing anything (a dry run)."""
-    status = _checked_status(log, status)
-    config_objectives = objectives_from_config(log.config)
-    target = choose_run_id(session, log, run_id)
-    run = _load(session, target, for_update=False)
-    _check_conflicts(session, run, target, log)
+    status, config_objectives, target, run = _plan(session, log, run_id, status, for_update=False)
     if run is None:
         action = "created"
     elif is_recorded(session, run, log, status, config_objectives):
@@ -361,11 +371,7 @@ def record_run(
     status: str | None = None,
 ) -> ImportResult:
     """Create or complete the run that ``log`` describes (see the module docstring)."""
-    status = _checked_status(log, status)
-    config_objectives = objectives_from_config(log.config)
-    target = choose_run_id(session, log, run_id)
-    run = _load(session, target, for_update=True)
-    _check_conflicts(session, run, target, log)
+    status, config_objectives, target, run = _plan(session, log, run_id, status, for_update=True)
     steps = len(log.history)
     if run is not None and is_recorded(session, run, log, status, config_objectives):
         return _result(log, "unchanged", target, status, steps, 0, 0)
