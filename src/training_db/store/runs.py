@@ -41,7 +41,15 @@ from training_db.schema import (
 )
 from training_db.schema.extraction import extract_columns
 from training_db.store import filters as run_filters
-from training_db.store.records import RECORD_COLUMNS, RunDict, run_id_of, run_to_dict, tags_by_run
+from training_db.store.records import (
+    RUN_BY_ID,
+    RUNS_SELECT,
+    RunDict,
+    execute,
+    run_id_of,
+    run_to_dict,
+    tags_by_run,
+)
 
 if TYPE_CHECKING:
     pass
@@ -123,9 +131,7 @@ def get_run(session: Session, run_id: str) -> RunDict | None:
     the run's history columns (None without history), read when first accessed.
     """
     validate_run_id(run_id)
-    row = session.execute(
-        sa.select(*RECORD_COLUMNS).where(TrainingRun.run_id == run_id)
-    ).one_or_none()
+    row = execute(session, RUN_BY_ID, {"run_id": run_id}).one_or_none()
     if row is None:
         return None
     return run_to_dict(row, tags_by_run(session, [run_id])[run_id])
@@ -148,12 +154,11 @@ def query_runs(
     """
     dialect = session.get_bind().dialect.name
     statement = (
-        sa.select(*RECORD_COLUMNS)
-        .where(*run_filters.run_filter_clauses(filters, dialect))
+        RUNS_SELECT.where(*run_filters.run_filter_clauses(filters, dialect))
         .order_by(*run_filters.order_by_clauses(order_by))
         .limit(validate_limit(limit))
     )
-    rows = session.execute(statement).all()
+    rows = execute(session, statement).all()
     tags = tags_by_run(session, [run_id_of(row) for row in rows])
     return [run_to_dict(row, tags[run_id_of(row)]) for row in rows]
 
