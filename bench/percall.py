@@ -15,7 +15,7 @@ the raw driver (``sqlite3``; ``psycopg2`` in its own short transaction):
 * ``query_runs_by_objectives`` on an objective name that no run has.
 
 Both sides are first checked to give the same answer. The figure is the difference of the
-medians, ours − raw, in ms; the targets are ≤ 0.3 ms on SQLite and ≤ 0.5 ms on PostgreSQL
+medians, ours - raw, in ms; the targets are ≤ 0.3 ms on SQLite and ≤ 0.5 ms on PostgreSQL
 at every scale. Then the faces: one operation called as a ``TrainingDB`` method, as the
 module-level function, as its store function inside ``db.read``/``db.write`` and (a write)
 as its ``safe`` twin. Nothing here is asserted: ``tests/test_per_call.py`` pins the
@@ -67,7 +67,9 @@ RAW_SQL: Final = {
 LABELS: Final = {
     "get_run": f"get_run({MISSING_RUN!r})",
     "query_runs": f"query_runs({{'host': {MISSING_HOST!r}}})",
-    "objectives": f"query_runs_by_objectives({{{MISSING_OBJECTIVE!r}: {{'min': {OBJECTIVE_MIN}}}}})",
+    "objectives": (
+        f"query_runs_by_objectives({{{MISSING_OBJECTIVE!r}: {{'min': {OBJECTIVE_MIN}}}}})"
+    ),
 }
 
 
@@ -197,7 +199,7 @@ def measure_faces(backend: str, url: Any, rounds: int) -> list[Faces]:
 
 def pair_table(pairs: Sequence[Pair]) -> list[str]:
     lines = [
-        "| backend | runs | call | ours ms (IQR) | raw ms (IQR) | ours − raw ms | target | |",
+        "| backend | runs | call | ours ms (IQR) | raw ms (IQR) | ours - raw ms | target | |",
         "|---|---:|---|---:|---:|---:|---:|---|",
     ]
     for pair in pairs:
@@ -205,8 +207,8 @@ def pair_table(pairs: Sequence[Pair]) -> list[str]:
         raw_low, raw_high = iqr_ms(pair.raw)
         lines.append(
             f"| {pair.backend} | {pair.scale:,} | `{LABELS[pair.operation]}` "
-            f"| {median_ms(pair.ours):.3f} ({ours_low:.3f}–{ours_high:.3f}) "
-            f"| {median_ms(pair.raw):.3f} ({raw_low:.3f}–{raw_high:.3f}) "
+            f"| {median_ms(pair.ours):.3f} ({ours_low:.3f}-{ours_high:.3f}) "
+            f"| {median_ms(pair.raw):.3f} ({raw_low:.3f}-{raw_high:.3f}) "
             f"| {pair.added_ms:+.3f} | ≤ {pair.target_ms} | {'met' if pair.met else 'NOT met'} |"
         )
     return lines
@@ -219,7 +221,7 @@ def faces_table(faces: Sequence[Faces]) -> list[str]:
             low, high = iqr_ms(samples)
             lines.append(
                 f"| {entry.backend} | {entry.operation} | {face} "
-                f"| {median_ms(samples):.3f} ({low:.3f}–{high:.3f}) |"
+                f"| {median_ms(samples):.3f} ({low:.3f}-{high:.3f}) |"
             )
     return lines
 
@@ -246,7 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="alternated samples per call (default 200)")
     parser.add_argument("--output", type=Path, help="also write the tables to this file")
     args = parser.parse_args(argv)
-    scales = [int(s) for s in (args.scales or ("200,1000" if args.quick else "200,20000")).split(",")]
+    scales = [
+        int(s) for s in (args.scales or ("200,1000" if args.quick else "200,20000")).split(",")
+    ]
     rounds = args.rounds or (20 if args.quick else 200)
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
     pairs: list[Pair] = []

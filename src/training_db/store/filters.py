@@ -59,7 +59,7 @@ RUNS: Final = TrainingRun.__table__.c
 TAGS: Final = RunTag.__table__.c
 
 
-def filterable_columns() -> dict[str, sa.Column[Any]]:
+def filterable_columns() -> dict[str, ColumnElement[Any]]:
     """The ``training_runs`` columns a filter or ``order_by`` may name."""
     return {column.key: column for column in RUNS if column.key not in JSON_COLUMNS}
 
@@ -146,9 +146,7 @@ def _filter_clause(key: str, value: Any, dialect: str) -> ColumnElement[bool]:
                 )
             )
         matches = _json_filter(key, value, dialect, TAGS.value, [])
-        return sa.exists().where(
-            TAGS.run_id == RUNS.run_id, TAGS.key == tag_key, matches
-        )
+        return sa.exists().where(TAGS.run_id == RUNS.run_id, TAGS.key == tag_key, matches)
     raise InvalidArgumentError(
         f"unknown filter {key!r}; filters are the training_runs columns "
         f"({', '.join(sorted(_COLUMNS))}), {', '.join(NAMED_FILTERS)}, "

@@ -221,7 +221,6 @@ def tags_by_run(session: Session, run_ids: Iterable[str]) -> dict[str, dict[str,
     found: dict[str, dict[str, Any]] = {run_id: {} for run_id in ids}
     if not ids:
         return found
-    rows = execute(session, TAGS_BY_RUN, {"run_ids": ids})
-    for run_id, key, value in rows:
-        found[run_id][key] = value
+    for row in execute(session, TAGS_BY_RUN, {"run_ids": ids}):
+        found[row.run_id][row.key] = row.value
     return found
