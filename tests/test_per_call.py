@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -70,7 +70,7 @@ def loaded(db: TrainingDB) -> TrainingDB:
 
 
 @pytest.fixture
-def pings(loaded: TrainingDB, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+def pings(loaded: TrainingDB, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the pool's liveness pings (``pool_pre_ping`` sends one per checkout)."""
     counted: list[int] = []
     dialect = loaded.engine.dialect
@@ -81,7 +81,7 @@ def pings(loaded: TrainingDB, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[
         return original(dbapi_connection)
 
     monkeypatch.setattr(dialect, "do_ping", do_ping)
-    yield counted
+    return counted
 
 
 def test_a_missing_run_is_one_select(loaded: TrainingDB) -> None:
