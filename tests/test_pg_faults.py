@@ -105,7 +105,7 @@ def test_a_connection_killed_between_calls_is_replaced(db: TrainingDB, admin: En
     terminate(admin, pooled)
     wait_for(lambda: not set(pooled) & set(backends_of(admin)))
 
-    assert db.get_run("run-1") is not None  # pre-ping noticed and reconnected
+    assert db.get_run("run-1") is not None  # the checkout saw the closed socket and reconnected
     db.update_run_status("run-1", "running")
     db.insert_run("run-2", None, {})
     assert {run["run_id"] for run in db.query_runs()} == {"run-1", "run-2"}

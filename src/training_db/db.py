@@ -84,9 +84,18 @@ class Database(
         self._writers: sessionmaker[Session]
         self._schema_checked = False
         self._lock = threading.Lock()
+        self._where: tuple[URL, str] | None = None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({safe_url(self.url)!r})"
+        return f"{type(self).__name__}({self._safe_url()!r})"
+
+    def _safe_url(self) -> str:
+        """``safe_url(self.url)``, made once: every call's error messages start with it, and
+        masking parses the URL again (tens of microseconds, on every call)."""
+        where = self._where
+        if where is None or where[0] is not self.url:
+            where = self._where = (self.url, safe_url(self.url))
+        return where[1]
 
     # --- engine and sessions ---------------------------------------------------------------
 
@@ -133,7 +142,7 @@ class Database(
         would create it).
         """
         require_existing_database(self.url)
-        with translated_errors(safe_url(self.url)), self.engine.connect() as connection:
+        with translated_errors(self._safe_url()), self.engine.connect() as connection:
             return migrations.schema_state(connection)
 
     def init_db(self) -> None:
@@ -141,7 +150,7 @@ class Database(
         # An in-memory database exists only inside our engine; a file or server is migrated
         # through its own engine (SQLite foreign keys off, see settings.make_engine).
         target = self.engine if is_memory_sqlite(self.url) else self.url
-        with translated_errors(safe_url(self.url)):
+        with translated_errors(self._safe_url()):
             migrations.upgrade(target)
         self._schema_checked = True
 
@@ -223,7 +232,7 @@ class Database(
         started = time.monotonic()
         lock_attempts = 0
         reconnected = False
-        with translated_errors(safe_url(self.url), constraint_errors=constraint_error):
+        with translated_errors(self._safe_url(), constraint_errors=constraint_error):
             while True:
                 committing = False
                 try:

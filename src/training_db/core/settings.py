@@ -12,12 +12,13 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import select
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from training_db.core.errors import (
@@ -349,7 +350,41 @@ def _make_server_engine(url: URL, env: Mapping[str, str]) -> Engine:
         statement_timeout = _env_float(env, "TRAINING_DB_STATEMENT_TIMEOUT", 0.0)
         if statement_timeout:
             connect_args["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    engine = create_engine(url, connect_args=connect_args)
+    _install_liveness_check(engine)
+    return engine
+
+
+def _install_liveness_check(engine: Engine) -> None:
+    """Replace a pooled connection the server has closed, without a round trip.
+
+    ``pool_pre_ping`` would send ``SELECT 1`` at every checkout: a round trip per call,
+    as much as the call's own SQL on a small read. Instead the checkout looks at the
+    connection's socket: an idle connection has nothing to read unless the server closed
+    it (a terminated backend, a restart, a proxy that cut it), so a readable socket, or one
+    libpq already knows is closed, is discarded and the pool connects afresh (SQLAlchemy's
+    checkout retry on `DisconnectionError`). A connection that dies silently (the network
+    drops with no FIN) passes this check; its first statement then fails, and
+    ``Database._transaction`` retries the call once on a fresh connection when that is safe.
+    """
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if connection_is_closed(dbapi_connection):
+            raise DisconnectionError("the server closed this pooled connection")
+
+
+def connection_is_closed(dbapi_connection: Any) -> bool:
+    """Whether an idle psycopg2 connection was closed by its server (no round trip)."""
+    if getattr(dbapi_connection, "closed", 0):
+        return True
+    try:
+        readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+    except (OSError, ValueError):  # the socket is gone
+        return True
+    # Readable while idle: an end of file or a FATAL message before it. A LISTEN
+    # notification would read the same, but this package never LISTENs.
+    return bool(readable)
 
 
 def _is_sqlite_uri(url: URL) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -22,7 +23,6 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement
-from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import TypeDecorator
 
 from training_db.core import portable
@@ -52,24 +52,33 @@ _TRUE_TEXT = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE_TEXT = frozenset({"false", "0", "no", "n", "off"})
 
 
-def filterable_columns() -> dict[str, InstrumentedAttribute[Any]]:
+# Filters are built on the tables' Core columns, not the mapped attributes: the statements
+# they go into are executed on the session's connection, without the ORM (see
+# ``records.execute``), and read the same SQL.
+RUNS: Final = TrainingRun.__table__.c
+TAGS: Final = RunTag.__table__.c
+
+
+def filterable_columns() -> dict[str, ColumnElement[Any]]:
     """The ``training_runs`` columns a filter or ``order_by`` may name."""
-    return {
-        name: getattr(TrainingRun, name)
-        for name in (column.key for column in TrainingRun.__table__.columns)
-        if name not in JSON_COLUMNS
-    }
+    return {column.key: column for column in RUNS if column.key not in JSON_COLUMNS}
 
 
 _COLUMNS: Final = filterable_columns()
 
 
-def order_by_clauses(order_by: str) -> list[ColumnElement[Any]]:
+def order_by_clauses(order_by: str) -> tuple[ColumnElement[Any], ...]:
     """``'duration_seconds DESC'`` → ORDER BY clauses, NULLs last, ties broken by run_id."""
     if not isinstance(order_by, str):
         raise InvalidArgumentError(
             f"order_by must be a string like 'created_at DESC', got {order_by!r}"
         )
+    return _order_by_clauses(order_by)
+
+
+@functools.lru_cache(maxsize=128)
+def _order_by_clauses(order_by: str) -> tuple[ColumnElement[Any], ...]:
+    # Made once per spelling: a caller polling with the same order pays for it once.
     match = _ORDER_BY.match(order_by)
     if match is None or match.group(1) not in _COLUMNS:
         raise InvalidArgumentError(
@@ -81,11 +90,11 @@ def order_by_clauses(order_by: str) -> list[ColumnElement[Any]]:
     ordered = column.desc() if descending else column.asc()
     # NULLS LAST only where NULLs can occur: on a NOT NULL column (created_at) it would stop
     # PostgreSQL from reading the column's index backwards. SQLite sorts NULLs first in ASC.
-    nullable = TrainingRun.__table__.c[match.group(1)].nullable
+    nullable = RUNS[match.group(1)].nullable
     clauses: list[ColumnElement[Any]] = [ordered.nulls_last() if nullable else ordered]
     if match.group(1) != "run_id":
-        clauses.append(TrainingRun.run_id.asc())
-    return clauses
+        clauses.append(RUNS.run_id.asc())
+    return tuple(clauses)
 
 
 def run_filter_clauses(
@@ -111,35 +120,33 @@ def _filter_clause(key: str, value: Any, dialect: str) -> ColumnElement[bool]:
         return _apply_operators(key, value, column, convert, COLUMN_CHOICES.get(key))
     if key == "min_duration_hours":
         hours = _to_float(key, value)
-        return TrainingRun.duration_seconds >= hours * 3600.0
+        return RUNS.duration_seconds >= hours * 3600.0
     if key == "created_after":
-        return TrainingRun.created_at > _to_datetime(key, value)
+        return RUNS.created_at > _to_datetime(key, value)
     if key == "has_blog_post":
-        return presence(TrainingRun.blog_post_url, _to_bool(key, value))
+        return presence(RUNS.blog_post_url, _to_bool(key, value))
     if key == "has_crash_analysis":
-        return presence(TrainingRun.crash_analysis_s3_key, _to_bool(key, value))
+        return presence(RUNS.crash_analysis_s3_key, _to_bool(key, value))
     if key.startswith("config.") and len(key) > len("config."):
         path = parse_json_path(key, key[len("config.") :])
-        return _json_filter(key, value, dialect, TrainingRun.config_json, path)
+        return _json_filter(key, value, dialect, RUNS.config_json, path)
     if key.startswith("summary.") and len(key) > len("summary."):
         # One top-level key, verbatim: W&B summary keys hold slashes and dots.
         summary_path: list[str | int] = [_json_key(key, key[len("summary.") :])]
-        return _json_filter(key, value, dialect, TrainingRun.final_metrics_json, summary_path)
+        return _json_filter(key, value, dialect, RUNS.final_metrics_json, summary_path)
     if key.startswith("tag.") and len(key) > len("tag."):
         tag_key = _checked_text(key, key[len("tag.") :])
         if value is None or value == {"eq": None}:
             # Like config.<path>: None, a run without the tag matches too.
             return sa.not_(
                 sa.exists().where(
-                    RunTag.run_id == TrainingRun.run_id,
-                    RunTag.key == tag_key,
-                    RunTag.value.is_not(None),
+                    TAGS.run_id == RUNS.run_id,
+                    TAGS.key == tag_key,
+                    TAGS.value.is_not(None),
                 )
             )
-        matches = _json_filter(key, value, dialect, RunTag.value, [])
-        return sa.exists().where(
-            RunTag.run_id == TrainingRun.run_id, RunTag.key == tag_key, matches
-        )
+        matches = _json_filter(key, value, dialect, TAGS.value, [])
+        return sa.exists().where(TAGS.run_id == RUNS.run_id, TAGS.key == tag_key, matches)
     raise InvalidArgumentError(
         f"unknown filter {key!r}; filters are the training_runs columns "
         f"({', '.join(sorted(_COLUMNS))}), {', '.join(NAMED_FILTERS)}, "

@@ -11,6 +11,7 @@ a float column, and a missing value should match no threshold on either backend.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from training_db.core import portable
 from training_db.core.errors import InvalidArgumentError, ObjectiveAlreadyExistsError
@@ -35,7 +36,14 @@ from training_db.schema import (
     TrainingRun,
 )
 from training_db.store import runs
-from training_db.store.records import RECORD_COLUMNS, RunDict, run_id_of, run_to_dict, tags_by_run
+from training_db.store.records import (
+    RECORD_COLUMNS,
+    RunDict,
+    execute,
+    run_id_of,
+    run_to_dict,
+    tags_by_run,
+)
 from training_db.store.runs import touch_run
 
 METRIC_TYPES: Final = ("raw_mean", "normalized_mean", "raw_std", "normalized_std")
@@ -46,6 +54,7 @@ OBJECTIVE_NAME_MAX_LENGTH: Final = 255
 SUMMARY_OBJECTIVES_PREFIX: Final = "objectives/"
 
 ObjectiveDict = dict[str, Any]
+_RUNS: Final = TrainingRun.__table__.c
 
 
 # A W&B objective alias ends in the direction (``COMT_activity_maximize``); without it, it is
@@ -296,29 +305,21 @@ def query_runs_by_objectives(
     status = _optional_status(status)
     limit = validate_limit(limit)
 
-    statement = sa.select(*RECORD_COLUMNS)
-    for index, wanted_objective in enumerate(wanted):
-        objective = aliased(RunObjective)
-        value = getattr(objective, wanted_objective.metric_type)
-        conditions: list[ColumnElement[bool]] = [
-            objective.run_id == TrainingRun.run_id,
-            objective.objective_name == wanted_objective.objective_name,
-            value.is_not(None),
-        ]
-        if wanted_objective.minimum is not None:
-            conditions.append(value >= wanted_objective.minimum)
-        if wanted_objective.maximum is not None:
-            conditions.append(value <= wanted_objective.maximum)
-        statement = statement.join(objective, sa.and_(*conditions)).add_columns(
-            *(getattr(objective, metric).label(f"o{index}_{metric}") for metric in METRIC_TYPES)
+    shape = tuple(
+        (each.metric_type, each.minimum is not None, each.maximum is not None) for each in wanted
+    )
+    statement = _objective_query(shape, gradient_method is not None, status is not None)
+    parameters: dict[str, Any] = {"limit": limit}
+    for index, each in enumerate(wanted):
+        parameters.update(
+            {f"name_{index}": each.objective_name, f"min_{index}": each.minimum}
+            | {f"max_{index}": each.maximum}
         )
     if gradient_method is not None:
-        statement = statement.where(TrainingRun.gradient_method == gradient_method)
+        parameters["gradient_method"] = gradient_method
     if status is not None:
-        statement = statement.where(TrainingRun.status == status)
-    statement = statement.order_by(TrainingRun.created_at.desc(), TrainingRun.run_id.asc())
-
-    rows = session.execute(statement.limit(limit)).all()
+        parameters["status"] = status
+    rows = execute(session, statement, parameters).all()
     tags = tags_by_run(session, [run_id_of(row) for row in rows])
     width = len(RECORD_COLUMNS)
     found: list[RunDict] = []
@@ -331,6 +332,59 @@ def query_runs_by_objectives(
         }
         found.append(result)
     return found
+
+
+ObjectiveShape = tuple[tuple[str, bool, bool], ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _objective_query(
+    shape: ObjectiveShape, by_gradient_method: bool, by_status: bool
+) -> sa.Select[Any]:
+    """The statement of `query_runs_by_objectives` for one shape of filters, built once.
+
+    ``shape``: per filter, its metric and whether it has a minimum and a maximum; the
+    names, bounds, gradient method, status and limit are bound parameters (``name_0``,
+    ``min_0``, ``max_0``, ..., ``gradient_method``, ``status``, ``limit``). A poller asking
+    the same question pays for building and compiling it once.
+
+    Each filter is a join on its own alias of ``run_objectives``, and an uncorrelated
+    ``EXISTS`` on its objective name (answered from the name index, once per statement):
+    a name no run has ends the query there, instead of the planner walking the runs in
+    ``created_at`` order looking for one, which grows with the number of runs.
+    """
+    objectives = RunObjective.__table__
+    statement = sa.select(*RECORD_COLUMNS)
+    for index, (metric_type, has_minimum, has_maximum) in enumerate(shape):
+        objective = objectives.alias(f"o{index}")
+        name = sa.bindparam(f"name_{index}", type_=objectives.c.objective_name.type)
+        value = objective.c[metric_type]
+        conditions: list[ColumnElement[bool]] = [
+            objective.c.run_id == _RUNS.run_id,
+            objective.c.objective_name == name,
+            value.is_not(None),
+        ]
+        if has_minimum:
+            conditions.append(value >= sa.bindparam(f"min_{index}", type_=value.type))
+        if has_maximum:
+            conditions.append(value <= sa.bindparam(f"max_{index}", type_=value.type))
+        present = (
+            sa.exists().where(objectives.c.objective_name == name).correlate_except(objectives)
+        )
+        statement = (
+            statement.join(objective, sa.and_(*conditions))
+            .where(present)
+            .add_columns(
+                *(objective.c[metric].label(f"o{index}_{metric}") for metric in METRIC_TYPES)
+            )
+        )
+    if by_gradient_method:
+        statement = statement.where(_RUNS.gradient_method == sa.bindparam("gradient_method"))
+    if by_status:
+        statement = statement.where(_RUNS.status == sa.bindparam("status"))
+    return statement.order_by(_RUNS.created_at.desc(), _RUNS.run_id.asc()).limit(
+        sa.bindparam("limit", type_=sa.Integer)
+    )
 
 
 def _values_of(

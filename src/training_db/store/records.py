@@ -3,6 +3,12 @@
 `RECORD_COLUMNS` is the select list; `run_to_dict` turns a row (and the run's tags) into a
 `RunRecord`, whose costly values (the JSON text of the documents, the history) are made
 on first read.
+
+The reads that the control plane and the dashboard make many times a second run Core
+statements built once (`RUN_BY_ID`, `TAGS_BY_RUN`) through `execute`: the statement's
+compiled form is then found in the cache without building a 45-column select again, and
+the ORM's per-statement work (a compile state, entity loading) is skipped. See
+CONTRIBUTING.md, "Keep the per-call cost small".
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy import CursorResult, Executable
 from sqlalchemy.orm import Session
 
 from training_db.core import jsoncodec
@@ -159,6 +166,32 @@ RECORD_COLUMNS: Final = tuple(
     for column in TrainingRun.__table__.columns
 )
 _RUN_ID_POSITION: Final = RECORD_KEYS.index("run_id")
+_RUNS: Final = TrainingRun.__table__.c
+_TAGS: Final = RunTag.__table__.c
+
+#: Every run column (`RECORD_COLUMNS`); callers add their WHERE, ORDER BY and LIMIT.
+RUNS_SELECT: Final = sa.select(*RECORD_COLUMNS)
+#: One run by id: ``{"run_id": ...}``.
+RUN_BY_ID: Final = RUNS_SELECT.where(_RUNS.run_id == sa.bindparam("run_id"))
+#: The tags of some runs: ``{"run_ids": [...]}``.
+TAGS_BY_RUN: Final = (
+    sa.select(_TAGS.run_id, _TAGS.key, _TAGS.value)
+    .where(_TAGS.run_id.in_(sa.bindparam("run_ids", expanding=True)))
+    .order_by(_TAGS.run_id, _TAGS.key)
+)
+
+
+def execute(
+    session: Session, statement: Executable, parameters: Mapping[str, Any] | None = None
+) -> CursorResult[Any]:
+    """Run a Core statement on the session's connection, in its transaction.
+
+    What ``session.execute`` does for a statement without ORM entities, minus the ORM's
+    per-statement work: pending ORM changes are flushed first, as autoflush would.
+    """
+    if session.autoflush:
+        session.flush()  # returns at once when nothing is pending
+    return session.connection().execute(statement, parameters)
 
 
 def run_to_dict(row: Sequence[Any], tags: Mapping[str, Any]) -> RunRecord:
@@ -188,11 +221,6 @@ def tags_by_run(session: Session, run_ids: Iterable[str]) -> dict[str, dict[str,
     found: dict[str, dict[str, Any]] = {run_id: {} for run_id in ids}
     if not ids:
         return found
-    rows = session.execute(
-        sa.select(RunTag.run_id, RunTag.key, RunTag.value)
-        .where(RunTag.run_id.in_(ids))
-        .order_by(RunTag.run_id, RunTag.key)
-    )
-    for run_id, key, value in rows:
-        found[run_id][key] = value
+    for row in execute(session, TAGS_BY_RUN, {"run_ids": ids}):
+        found[row.run_id][row.key] = row.value
     return found

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-from collections.abc import Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
@@ -41,7 +43,15 @@ from training_db.schema import (
 )
 from training_db.schema.extraction import extract_columns
 from training_db.store import filters as run_filters
-from training_db.store.records import RECORD_COLUMNS, RunDict, run_id_of, run_to_dict, tags_by_run
+from training_db.store.records import (
+    RUN_BY_ID,
+    RUNS_SELECT,
+    RunDict,
+    execute,
+    run_id_of,
+    run_to_dict,
+    tags_by_run,
+)
 
 if TYPE_CHECKING:
     pass
@@ -123,9 +133,7 @@ def get_run(session: Session, run_id: str) -> RunDict | None:
     the run's history columns (None without history), read when first accessed.
     """
     validate_run_id(run_id)
-    row = session.execute(
-        sa.select(*RECORD_COLUMNS).where(TrainingRun.run_id == run_id)
-    ).one_or_none()
+    row = execute(session, RUN_BY_ID, {"run_id": run_id}).one_or_none()
     if row is None:
         return None
     return run_to_dict(row, tags_by_run(session, [run_id])[run_id])
@@ -147,15 +155,78 @@ def query_runs(
     ties by run_id); ``limit`` is 1 to 10,000.
     """
     dialect = session.get_bind().dialect.name
-    statement = (
-        sa.select(*RECORD_COLUMNS)
-        .where(*run_filters.run_filter_clauses(filters, dialect))
-        .order_by(*run_filters.order_by_clauses(order_by))
-        .limit(validate_limit(limit))
-    )
-    rows = session.execute(statement).all()
+    question = _question_key(filters, order_by, limit, dialect)
+    statement = _QUESTIONS.get(question) if question is not None else None
+    if statement is None:
+        statement = (
+            RUNS_SELECT.where(*run_filters.run_filter_clauses(filters, dialect))
+            .order_by(*run_filters.order_by_clauses(order_by))
+            .limit(validate_limit(limit))
+        )
+        if question is not None:
+            _QUESTIONS.put(question, statement)
+    rows = execute(session, statement).all()
     tags = tags_by_run(session, [run_id_of(row) for row in rows])
     return [run_to_dict(row, tags[run_id_of(row)]) for row in rows]
+
+
+class _StatementCache:
+    """The statements of the last questions asked, by question (a small LRU, thread-safe).
+
+    A poller asks the same question again and again; its statement is then built once, and
+    so is its cache key (memoized on the statement), which for a 45-column select costs
+    more than running it on a small table.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._statements: OrderedDict[Hashable, sa.Select[Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> sa.Select[Any] | None:
+        with self._lock:
+            statement = self._statements.get(key)
+            if statement is not None:
+                self._statements.move_to_end(key)
+            return statement
+
+    def put(self, key: Hashable, statement: sa.Select[Any]) -> None:
+        with self._lock:
+            self._statements[key] = statement
+            self._statements.move_to_end(key)
+            while len(self._statements) > self._size:
+                self._statements.popitem(last=False)
+
+
+_QUESTIONS: Final = _StatementCache(256)
+
+
+def _question_key(filters: Any, order_by: Any, limit: Any, dialect: str) -> Hashable | None:
+    """A key that equals another only for the same question, or None (not cached).
+
+    Each value goes in with its type: ``1``, ``1.0`` and ``True`` are equal in Python but
+    not the same filter (``True`` is refused for an integer column).
+    """
+    try:
+        frozen = None if filters is None else _frozen(filters)
+        return (frozen, _frozen(order_by), _frozen(limit), dialect)
+    except TypeError:  # a value that does not hash: build the statement every time
+        return None
+
+
+def _frozen(value: Any) -> Hashable:
+    if isinstance(value, Mapping):
+        return ("mapping", tuple((_frozen(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = (
+            sorted(map(_frozen, value), key=repr)
+            if isinstance(value, (set, frozenset))
+            else map(_frozen, value)
+        )
+        return (type(value).__name__, tuple(items))
+    if value is None or isinstance(value, (str, int, float, bool, dt.datetime)):
+        return (type(value).__name__, value)
+    raise TypeError(type(value).__name__)
 
 
 def get_stats(session: Session) -> dict[str, int]:
