@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from training_db.cli.app import Context, fail, main, pass_context
+from training_db.cli.app import Context, main, pass_context
 from training_db.cli.confirm import confirm, yes_option
 from training_db.core.settings import safe_url
 from training_db.schema import migrations
@@ -66,10 +66,14 @@ def downgrade(context: Context, revision: str, allow_data_loss: bool, yes: bool)
     try:
         migrations.downgrade(context.db.url, revision, allow_data_loss=allow_data_loss)
     except migrations.DataLossError as refused:
-        fail(
+        # The library's message names Alembic's -x flag and the Python argument; here the
+        # way to allow it is this command's own flag.
+        raise migrations.DataLossError(
             f"{refused.loss_summary} Back the database up first; then, to delete them, add "
-            f"--allow-data-loss: training-db downgrade {revision} --allow-data-loss"
-        )
+            f"--allow-data-loss: training-db downgrade {revision} --allow-data-loss",
+            revision=refused.revision,
+            losses=refused.losses,
+        ) from None
     context.out.print(f"downgraded {url} to {revision}", markup=False)
 
 
