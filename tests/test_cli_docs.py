@@ -27,9 +27,27 @@ def _load_hooks() -> ModuleType:
     return module
 
 
-hooks = _load_hooks()
-COMMANDS = [(name, command, context) for name, command, context in hooks.cli_commands()]
+def _walk(
+    command: click.Command, name: str = "training-db", parent: click.Context | None = None
+) -> list[tuple[str, click.Command, click.Context]]:
+    """Every command of the group, depth first, as the docs hook is expected to find them."""
+    context = click.Context(command, info_name=name.rsplit(" ", 1)[-1], parent=parent)
+    found = [(name, command, context)]
+    if isinstance(command, click.Group):
+        for child in command.list_commands(context):
+            subcommand = command.get_command(context, child)
+            assert subcommand is not None
+            found += _walk(subcommand, f"{name} {child}", context)
+    return found
+
+
+COMMANDS = _walk(main)
 LEAVES = [name for name, command, _ in COMMANDS if not isinstance(command, click.Group)]
+
+
+@pytest.fixture(scope="module")
+def hooks() -> ModuleType:
+    return _load_hooks()
 
 
 def _section(markdown: str, heading: str) -> str:
@@ -48,11 +66,10 @@ def test_the_walk_finds_every_command() -> None:
 @pytest.mark.parametrize(
     ("name", "command", "context"),
     [
-        entry
-        for entry in COMMANDS
-        if not isinstance(entry[1], click.Group) or entry[2].parent is None
+        pytest.param(name, command, context, id=name)
+        for name, command, context in COMMANDS
+        if not isinstance(command, click.Group) or context.parent is None
     ],
-    ids=lambda value: value if isinstance(value, str) else "",
 )
 def test_every_command_has_an_example(
     name: str, command: click.Command, context: click.Context
@@ -68,9 +85,11 @@ def test_every_command_has_an_example(
         assert all(word in example for word in words), example
 
 
-def test_the_reference_holds_every_commands_help() -> None:
+def test_the_reference_holds_every_commands_help(hooks: ModuleType) -> None:
+    assert [name for name, _, _ in hooks.cli_commands()] == [name for name, _, _ in COMMANDS]
     reference = hooks.cli_reference_markdown()
-    for name, command, context in COMMANDS:
+    for name, command, _ in COMMANDS:
+        context = next(c for n, _, c in hooks.cli_commands() if n == name)
         section = reference.split(f"## `{name}` {{#{hooks.cli_anchor(name)}}}\n", 1)[1]
         assert section.startswith("\n```text\n" + command.get_help(context))
     assert (ROOT / "docs" / "reference" / "cli.md").read_text().count(
@@ -78,7 +97,7 @@ def test_the_reference_holds_every_commands_help() -> None:
     ) == 1
 
 
-def test_the_commands_table_lists_every_command_once() -> None:
+def test_the_commands_table_lists_every_command_once(hooks: ModuleType) -> None:
     table = hooks.cli_commands_markdown("cli.md", "reference/cli.md")
     for name in LEAVES:
         short = name.removeprefix("training-db ")
@@ -91,7 +110,7 @@ def test_the_commands_table_lists_every_command_once() -> None:
     )
 
 
-def test_the_hook_replaces_only_its_markers() -> None:
+def test_the_hook_replaces_only_its_markers(hooks: ModuleType) -> None:
     class Page:
         class file:
             src_uri = "cli.md"

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import URL
 
+import training_db.cli
 from training_db import TrainingDB
-from training_db.cli import confirm as cli_confirm
 from training_db.cli import main
 from training_db.cli import maintenance as cli_maintenance
 from training_db.core.settings import sqlite_url
@@ -25,7 +25,7 @@ from training_db.ops.demo import DEMO_RUNS
 from training_db.ops.transfer import CopyProgress
 from training_db.schema import migrations
 
-CLI_SOURCES = Path(cli_confirm.__file__).parent
+CLI_SOURCES = Path(training_db.cli.__file__).parent
 ENV_SELECTING_A_DATABASE = ("TRAINING_DB_URL", "TRAINING_DB_HOST", "TRAINING_DB_PATH")
 
 
@@ -46,7 +46,7 @@ def run_ids(url: URL) -> set[str]:
 @pytest.fixture
 def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """Someone is at the terminal: the commands ask, and ``input=`` answers."""
-    monkeypatch.setattr(cli_confirm, "stdin_is_terminal", lambda: True)
+    monkeypatch.setattr("training_db.cli.confirm.stdin_is_terminal", lambda: True)
 
 
 @pytest.fixture
@@ -320,7 +320,9 @@ def test_the_bracketed_messages_are_found() -> None:
     assert any("mangodb[wandb]" in message for message in MESSAGES_WITH_BRACKETS)
 
 
-@pytest.mark.parametrize("message", MESSAGES_WITH_BRACKETS)
+@pytest.mark.parametrize(
+    "message", [pytest.param(message, id=message[:40]) for message in MESSAGES_WITH_BRACKETS]
+)
 def test_every_bracketed_message_is_printed_whole(
     message: str, db_url: URL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
