@@ -155,6 +155,15 @@ def test_restore_needs_yes_when_stdin_is_not_a_terminal(db_url: URL, tmp_path: P
     assert run_ids(sqlite_url(live)) == {"in-the-backup"}
 
 
+def test_restore_onto_no_database_needs_no_yes(db_url: URL, tmp_path: Path) -> None:
+    backup, _live = _backup_with_one_run(db_url, tmp_path)
+    fresh = tmp_path / "fresh.db"
+    result = invoke(sqlite_url(fresh), "restore", str(backup))
+    assert result.exit_code == 0, result.output
+    assert "no copy kept" in result.output
+    assert run_ids(sqlite_url(fresh)) == {"in-the-backup"}
+
+
 def test_restore_asks_at_a_terminal(db_url: URL, tmp_path: Path, terminal: None) -> None:
     backup, live = _backup_with_one_run(db_url, tmp_path)
     declined = invoke(sqlite_url(live), "restore", str(backup), input="n\n")

@@ -14,7 +14,7 @@ from training_db.cli import render
 from training_db.cli.app import Context, fail, main, pass_context
 from training_db.cli.confirm import confirm, resume_hint, yes_option
 from training_db.cli.parse import parse_duration
-from training_db.core.settings import resolve_url, safe_url
+from training_db.core.settings import resolve_url, safe_url, sqlite_file
 from training_db.ops.transfer import (
     DEFAULT_BATCH_SIZE,
     CopyProgress,
@@ -98,9 +98,10 @@ def backup(context: Context, destination: str, overwrite: bool) -> None:
 def restore(context: Context, backup_file: str, yes: bool) -> None:
     """Put a backup made by `training-db backup` back as the SQLite database.
 
-    Asks first at a terminal; elsewhere needs --yes. The database it replaces is first kept
-    beside it as <database>.before-restore-<UTC timestamp>; the output says where. Refused
-    while another process has the database open: stop the training processes first.
+    Asks first at a terminal, elsewhere needs --yes (unless there is no database there yet).
+    The database it replaces is first kept beside it as
+    <database>.before-restore-<UTC timestamp>; the output says where. Refused while another
+    process has the database open: stop the training processes first.
 
     \b
     Example:
@@ -108,7 +109,9 @@ def restore(context: Context, backup_file: str, yes: bool) -> None:
     """
     if context.db.url.get_backend_name() != "sqlite":
         raise ValueError("restore writes a SQLite file; for PostgreSQL use pg_restore")
-    confirm(f"replace the database {safe_url(context.db.url)} with {backup_file}", yes)
+    live = sqlite_file(context.db.url)
+    if live is None or live.exists():
+        confirm(f"replace the database {safe_url(context.db.url)} with {backup_file}", yes)
     context.db.dispose()
     result = restore_sqlite(backup_file, context.db.url)
     context.out.print(f"restored {backup_file} to {result.target}", markup=False)
