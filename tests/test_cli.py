@@ -24,18 +24,18 @@ def invoke(url: URL, *args: str) -> Result:
 
 @pytest.fixture
 def demo_url(db_url: URL, tmp_path: Path) -> URL:
-    result = invoke(db_url, "demo", "--plot", str(tmp_path / "demo.png"))
+    result = invoke(db_url, "demo", "--yes", "--plot", str(tmp_path / "demo.png"))
     assert result.exit_code == 0, result.output
     return db_url
 
 
 def test_demo_records_runs_and_is_rerunnable(db_url: URL, tmp_path: Path) -> None:
     plot = str(tmp_path / "demo.png")
-    first = invoke(db_url, "demo", "--plot", plot)
+    first = invoke(db_url, "demo", "--yes", "--plot", plot)
     assert first.exit_code == 0, first.output
     assert f"recorded: {len(DEMO_RUNS)} new runs" in first.output
     assert "mgda" in first.output and "best" in first.output  # the method comparison
-    second = invoke(db_url, "demo", "--plot", plot)
+    second = invoke(db_url, "demo", "--yes", "--plot", plot)
     assert second.exit_code == 0, second.output
     assert "recorded: 0 new runs" in second.output
     stats = TrainingDB(db_url).get_stats()
@@ -124,7 +124,7 @@ def test_current_and_upgrade(empty_url: URL) -> None:
     now = invoke(empty_url, "current")
     assert "upgrade pending: no" in now.output
     assert migrations.head_revision() in now.output
-    down = invoke(empty_url, "downgrade", "0001")
+    down = invoke(empty_url, "downgrade", "0001", "--yes")
     assert down.exit_code == 0, down.output  # nothing to lose in an empty database
     assert "0001" in invoke(empty_url, "current").output
     assert invoke(empty_url, "init").exit_code == 0
@@ -193,7 +193,7 @@ def test_demo_writes_a_plot(db_url: URL, tmp_path: object) -> None:
     import pathlib
 
     target = pathlib.Path(str(tmp_path)) / "demo.png"
-    result = invoke(db_url, "demo", "--plot", str(target))
+    result = invoke(db_url, "demo", "--yes", "--plot", str(target))
     assert result.exit_code == 0, result.output
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "objectives compare COMT_activity" in result.output
@@ -336,7 +336,7 @@ def test_backup(demo_url: URL, tmp_path: Path) -> None:
     assert refused.exit_code == 1
     assert "exists" in refused.output
     fresh = tmp_path / "restored.db"
-    restored = invoke(sqlite_url(fresh), "restore", str(target))
+    restored = invoke(sqlite_url(fresh), "restore", str(target), "--yes")
     assert restored.exit_code == 0, restored.output
     assert TrainingDB(sqlite_url(fresh)).get_stats() == TrainingDB(demo_url).get_stats()
 
@@ -386,10 +386,10 @@ def test_import_wandb_goes_on_past_bad_paths(db_url: URL, tmp_path: Path) -> Non
 def test_downgrade_refuses_data_loss_unless_allowed(db_url: URL) -> None:
     TrainingDB(db_url).insert_run("keep", None, {})
     TrainingDB(db_url).set_tags("keep", {"owner": "alice"})
-    refused = invoke(db_url, "downgrade", "0002")
+    refused = invoke(db_url, "downgrade", "0002", "--yes")
     assert refused.exit_code == 1
     assert "run_tags" in refused.output
     assert "Traceback" not in refused.output
-    allowed = invoke(db_url, "downgrade", "0002", "--allow-data-loss")
+    allowed = invoke(db_url, "downgrade", "0002", "--allow-data-loss", "--yes")
     assert allowed.exit_code == 0, allowed.output
     assert "0002" in invoke(db_url, "current").output

@@ -118,6 +118,22 @@ def test_mark_stale_runs_takes_seconds_and_its_default(db: TrainingDB) -> None:
     assert db.mark_stale_runs(dt.timedelta.max) == []
 
 
+def test_find_stale_runs_lists_what_mark_stale_runs_would_change(
+    db: TrainingDB, db_url: URL
+) -> None:
+    now = dt.datetime.now(UTC)
+    _running(db, "silent", now - dt.timedelta(hours=2))
+    _running(db, "beating", now - dt.timedelta(hours=2))
+    db.heartbeat("beating", at=now - dt.timedelta(minutes=1))
+    _running(db, "also-silent", now - dt.timedelta(hours=3))
+    before = table_snapshot(db_url)
+    assert db.find_stale_runs(dt.timedelta(minutes=30)) == ["also-silent", "silent"]
+    assert db.find_stale_runs(dt.timedelta.max) == []
+    assert table_snapshot(db_url) == before  # a read: nothing changed
+    assert db.mark_stale_runs(dt.timedelta(minutes=30)) == ["also-silent", "silent"]
+    assert db.find_stale_runs(dt.timedelta(minutes=30)) == []
+
+
 @pytest.mark.parametrize(
     ("older_than", "message"),
     [

@@ -533,7 +533,7 @@ def test_cli_restore_says_where_the_old_database_is(db_url: URL, tmp_path: Path)
     backup = tmp_path / "backup.db"
     if db_url.get_backend_name() != "sqlite":
         backup.write_bytes(b"")
-        result = CliRunner().invoke(main, ["--url", url, "restore", str(backup)])
+        result = CliRunner().invoke(main, ["--url", url, "restore", str(backup), "--yes"])
         assert result.exit_code == 1
         assert result.stderr.strip() == (
             "error: restore writes a SQLite file; for PostgreSQL use pg_restore"
@@ -545,7 +545,7 @@ def test_cli_restore_says_where_the_old_database_is(db_url: URL, tmp_path: Path)
     database.insert_run("after-the-backup", None, {})
     database.dispose()
 
-    result = CliRunner().invoke(main, ["--url", url, "restore", str(backup)])
+    result = CliRunner().invoke(main, ["--url", url, "restore", str(backup), "--yes"])
 
     assert result.exit_code == 0, result.output
     kept = re.search(r"the database it replaced is kept at (\S+)", result.stdout)

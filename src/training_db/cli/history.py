@@ -84,4 +84,4 @@ def plot(
         if status is not None:
             filters["status"] = status
         written = curves.plot_groups(context.db, metric, output, group_by=group_by, filters=filters)
-    context.out.print(f"wrote {written}")
+    context.out.print(f"wrote {written}", markup=False)

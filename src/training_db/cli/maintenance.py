@@ -12,8 +12,9 @@ from rich.progress import Progress, TaskID
 from training_db import safe
 from training_db.cli import render
 from training_db.cli.app import Context, fail, main, pass_context
+from training_db.cli.confirm import confirm, resume_hint, yes_option
 from training_db.cli.parse import parse_duration
-from training_db.core.settings import resolve_url, safe_url
+from training_db.core.settings import resolve_url, safe_url, sqlite_file
 from training_db.ops.transfer import (
     DEFAULT_BATCH_SIZE,
     CopyProgress,
@@ -41,16 +42,18 @@ def copy(context: Context, source: str, target: str, merge: bool, batch_size: in
     """Copy every table from one database to another (SQLite ⇄ PostgreSQL), then verify.
 
     Prints per-table row counts and checksums; exits 1 if the target does not hold every
-    source row unchanged.
+    source row unchanged. Interrupted (Ctrl-C), it says so and exits 130: the same command
+    with --merge resumes it.
 
     \b
     Example:
-      training-db copy --from sqlite:///$HOME/.local/share/mangodb/training_runs.db \
-                       --to postgresql://trainingadmin@rds-host/trainingruns?sslmode=require
+      training-db copy --from sqlite:///$HOME/.local/share/mangodb/training_runs.db \\
+                       --to 'postgresql://trainingadmin@rds-host/trainingruns?sslmode=require'
     """
     source_url = resolve_url(source, source="--from")
     target_url = resolve_url(target, source="--to")
-    with Progress(console=context.out, transient=True) as bar:
+    resume = "the target holds part of the copy; re-run the same command with --merge to resume"
+    with resume_hint(resume), Progress(console=context.out, transient=True) as bar:
         tasks: dict[tuple[str, str], TaskID] = {}
 
         def advance(step: CopyProgress) -> None:
@@ -85,21 +88,30 @@ def backup(context: Context, destination: str, overwrite: bool) -> None:
     if context.db.url.get_backend_name() != "sqlite":
         raise ValueError("backup copies a SQLite file; for PostgreSQL use pg_dump -Fc")
     written = backup_sqlite(context.db.url, destination, overwrite=overwrite)
-    context.out.print(f"backed up {safe_url(context.db.url)} to {written}")
+    context.out.print(f"backed up {safe_url(context.db.url)} to {written}", markup=False)
 
 
 @main.command()
 @click.argument("backup_file", type=click.Path(dir_okay=False, exists=True))
+@yes_option
 @pass_context
-def restore(context: Context, backup_file: str) -> None:
+def restore(context: Context, backup_file: str, yes: bool) -> None:
     """Put a backup made by `training-db backup` back as the SQLite database.
 
+    Asks first at a terminal, elsewhere needs --yes (unless there is no database there yet).
     The database it replaces is first kept beside it as
     <database>.before-restore-<UTC timestamp>; the output says where. Refused while another
     process has the database open: stop the training processes first.
+
+    \b
+    Example:
+      training-db restore ~/backups/training_runs_20261130.db
     """
     if context.db.url.get_backend_name() != "sqlite":
         raise ValueError("restore writes a SQLite file; for PostgreSQL use pg_restore")
+    live = sqlite_file(context.db.url)
+    if live is None or live.exists():
+        confirm(f"replace the database {safe_url(context.db.url)} with {backup_file}", yes)
     context.db.dispose()
     result = restore_sqlite(backup_file, context.db.url)
     context.out.print(f"restored {backup_file} to {result.target}", markup=False)
@@ -124,8 +136,13 @@ def replay(context: Context, spool_dir: str | None) -> None:
     there) and pending (after it, not tried); then each record set aside because retrying
     cannot cure it (its line, function, record id and reason) and each malformed line, all
     kept in spool.rejected. Exits 1 while records remain or when some were set aside.
+
+    \b
+    Example:
+      training-db replay --spool-dir /home/ubuntu/.local/state/mangodb/spool
     """
-    report = safe.replay(spool_dir, context.db)
+    with resume_hint("run `training-db replay` again: records already applied are skipped"):
+        report = safe.replay(spool_dir, context.db)
     out = context.out
     out.print(report.summary(), markup=False)
     for item in report.rejected:
@@ -155,17 +172,31 @@ def replay(context: Context, spool_dir: str | None) -> None:
     show_default=True,
     help="Silence that counts as dead: 45s, 30m, 2h, 1d.",
 )
+@click.option("--dry-run", is_flag=True, help="Print the runs it would mark; change nothing.")
 @pass_context
-def reap(context: Context, older_than: str) -> None:
+def reap(context: Context, older_than: str, dry_run: bool) -> None:
     """Mark running runs without a heartbeat for --older-than as crashed.
 
     Their ended_at becomes the last heartbeat (or started_at). Prints the runs it changed.
+    Never asks (it is meant for cron); --dry-run shows what it would do.
+
+    \b
+    Examples:
+      training-db reap --older-than 2h --dry-run
+      */10 * * * *  training-db reap --older-than 30m     (a crontab line)
     """
-    changed = context.db.mark_stale_runs(parse_duration(older_than))
+    age = parse_duration(older_than)
+    if dry_run:
+        changed = context.db.find_stale_runs(age)
+        verb = "would mark"
+    else:
+        changed = context.db.mark_stale_runs(age)
+        verb = "marked"
     if not changed:
         context.out.print("no stale runs")
         return
-    context.out.print(f"marked {len(changed)} stale runs as crashed:")
+    suffix = " (dry run: nothing changed)" if dry_run else ""
+    context.out.print(f"{verb} {len(changed)} stale runs as crashed{suffix}:", markup=False)
     for run_id in changed:
         context.out.print(f"  {run_id}", markup=False)
 
@@ -185,7 +216,8 @@ def import_wandb(context: Context, paths: Sequence[str], dry_run: bool) -> None:
     Example:
       training-db import-wandb /home/ubuntu/finetune_safe/wandb --dry-run
     """
-    with Progress(console=context.out, transient=True) as bar:
+    resume = "re-run the same command to resume: runs already recorded are left unchanged"
+    with resume_hint(resume), Progress(console=context.out, transient=True) as bar:
         task = bar.add_task("importing", total=None)
 
         def advance(done: int, total: int, _result: ImportResult) -> None:

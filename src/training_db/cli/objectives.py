@@ -22,7 +22,13 @@ metric_option = click.option(
 
 @main.group()
 def objectives() -> None:
-    """Questions about per-run objectives (final values from the W&B summary)."""
+    """Questions about per-run objectives (final values from the W&B summary).
+
+    \b
+    Examples:
+      training-db objectives compare COMT_activity
+      training-db objectives query 'COMT_activity>=0.8' 'DRD5_activity>=0.7'
+    """
 
 
 @objectives.command("compare")

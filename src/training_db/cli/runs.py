@@ -101,5 +101,10 @@ def loss_curve(db: TrainingDB, run_id: str) -> tuple[str, list[float | None]] | 
 @main.command()
 @pass_context
 def stats(context: Context) -> None:
-    """Counts of runs by status, with blog posts and with crash analyses."""
+    """Counts of runs by status, with blog posts and with crash analyses.
+
+    \b
+    Example:
+      training-db --url postgresql://trainingadmin@rds-host/trainingruns stats
+    """
     context.out.print(render.counts_table(context.db.get_stats()))

@@ -12,6 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+import sqlalchemy as sa
+
+from training_db.core.errors import translated_errors
+from training_db.core.settings import safe_url, sqlite_file
 from training_db.db import Database
 
 OBJECTIVES: Final = (
@@ -138,6 +142,24 @@ def record_demo_runs(db: Database, log: Callable[[str], object] = print) -> list
         log(f"  {spec.run_id}: launched → running → {spec.outcome}")
         recorded.append(spec.run_id)
     return recorded
+
+
+def count_other_runs(db: Database) -> int:
+    """How many runs the database holds that are not demo runs (0 if it does not exist yet).
+
+    Counted at any schema revision, before the demo migrates anything: ``training-db demo``
+    asks before it writes into a database that holds someone's real runs.
+    """
+    path = sqlite_file(db.url)
+    if path is not None and not path.exists():
+        return 0
+    runs = sa.table("training_runs", sa.column("run_id"))
+    with translated_errors(safe_url(db.url)), db.engine.connect() as connection:
+        if not sa.inspect(connection).has_table("training_runs"):
+            return 0
+        count = sa.select(sa.func.count()).select_from(runs)
+        ids = [spec.run_id for spec in DEMO_RUNS]
+        return int(connection.execute(count.where(runs.c.run_id.not_in(ids))).scalar_one())
 
 
 def _record(db: Database, spec: DemoRun, rng: random.Random) -> None:

@@ -49,7 +49,23 @@ class DataLossError(SchemaVersionError, CommandError):
     """A downgrade would delete data and was not allowed to; nothing was changed.
 
     Also an Alembic ``CommandError``, so ``alembic downgrade`` prints the message, not a trace.
+    ``revision`` is the step that refused and ``losses`` what it would delete, so that another
+    face (``training-db downgrade``) can name its own way to allow it.
     """
+
+    def __init__(self, message: str, *, revision: str = "", losses: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.revision = revision
+        self.losses = tuple(losses)
+
+    @property
+    def loss_summary(self) -> str:
+        """What the step would delete and that nothing changed, without how to allow it."""
+        return _loss_summary(self.revision, self.losses)
+
+
+def _loss_summary(revision: str, losses: Sequence[str]) -> str:
+    return f"downgrading revision {revision} would delete {'; '.join(losses)}. Nothing was changed."
 
 
 def script_location() -> str:
@@ -325,10 +341,11 @@ def _refuse_unless_allowed(revision: str, losses: Sequence[str]) -> None:
         logger.warning("downgrading %s deletes %s (allowed)", revision, "; ".join(losses))
         return
     raise DataLossError(
-        f"downgrading revision {revision} would delete {'; '.join(losses)}. Nothing was "
-        "changed. Back the database up first; then, to delete them, run "
-        f"`alembic -x {ALLOW_DATA_LOSS}=true downgrade ...` or call "
-        f"migrations.downgrade(url, revision, {ALLOW_DATA_LOSS}=True)"
+        f"{_loss_summary(revision, losses)} Back the database up first; then, to delete them, "
+        f"run `alembic -x {ALLOW_DATA_LOSS}=true downgrade ...` or call "
+        f"migrations.downgrade(url, revision, {ALLOW_DATA_LOSS}=True)",
+        revision=revision,
+        losses=losses,
     )
 
 

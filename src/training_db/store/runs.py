@@ -450,6 +450,21 @@ def stale_age(older_than: Any) -> dt.timedelta:
     return age
 
 
+def find_stale_runs(
+    session: Session, older_than: dt.timedelta | float = DEFAULT_STALE_AFTER
+) -> list[str]:
+    """The ``running`` runs that `mark_stale_runs` would mark ``crashed`` now; changes nothing.
+
+    Same rule: no heartbeat (or, for a run that never sent one, no ``started_at``) within
+    ``older_than`` (a timedelta, or seconds). Returns their run ids, sorted: what
+    ``training-db reap --dry-run`` prints.
+    """
+    query = _stale_runs(older_than)
+    if query is None:
+        return []
+    return list(session.scalars(query.with_only_columns(TrainingRun.run_id)))
+
+
 def mark_stale_runs(
     session: Session, older_than: dt.timedelta | float = DEFAULT_STALE_AFTER
 ) -> list[str]:
@@ -458,27 +473,36 @@ def mark_stale_runs(
     Silent means: no heartbeat (or, for a run that never sent one, no ``started_at``)
     within ``older_than`` (a timedelta, or seconds). Each such run gets ``ended_at`` = its
     last heartbeat (or ``started_at``) and its duration from ``started_at``, all in one
-    transaction. Returns the run ids changed, sorted.
+    transaction. Returns the run ids changed, sorted. `find_stale_runs` lists them without
+    changing them.
     """
-    age = stale_age(older_than)
-    try:
-        cutoff = utc_now() - age
-    except OverflowError:
-        return []  # older than any datetime: nothing can be that stale
-    last_sign = sa.func.coalesce(
-        TrainingRun.last_heartbeat_at, TrainingRun.started_at, TrainingRun.created_at
-    )
-    stale = session.scalars(
-        sa.select(TrainingRun)
-        .where(TrainingRun.status == "running", last_sign < cutoff)
-        .order_by(TrainingRun.run_id)
-        .with_for_update()
-    ).all()
+    query = _stale_runs(older_than)
+    if query is None:
+        return []
+    stale = session.scalars(query.with_for_update()).all()
     for run in stale:
         ended = run.last_heartbeat_at or run.started_at or run.created_at
         apply_status(run, "crashed", {"ended_at": ended})
     session.flush()
     return [run.run_id for run in stale]
+
+
+def _stale_runs(older_than: Any) -> sa.Select[Any] | None:
+    """The running runs silent for longer than ``older_than``, by run id; None when no
+    datetime is that old."""
+    age = stale_age(older_than)
+    try:
+        cutoff = utc_now() - age
+    except OverflowError:
+        return None  # older than any datetime: nothing can be that stale
+    last_sign = sa.func.coalesce(
+        TrainingRun.last_heartbeat_at, TrainingRun.started_at, TrainingRun.created_at
+    )
+    return (
+        sa.select(TrainingRun)
+        .where(TrainingRun.status == "running", last_sign < cutoff)
+        .order_by(TrainingRun.run_id)
+    )
 
 
 def attach_crash_data_at(
@@ -526,4 +550,5 @@ class RunOperations(Operations):
         attach_crash_data, idempotent=True, now={"ended_at": ALWAYS}, replay=attach_crash_data_at
     )
     heartbeat = write(heartbeat, idempotent=True, now={"at": ALWAYS})
+    find_stale_runs = read(find_stale_runs)
     mark_stale_runs = write(mark_stale_runs, safe=False)
