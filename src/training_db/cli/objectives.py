@@ -60,7 +60,7 @@ def objectives_compare(
     if output_format == "table":
         context.out.print(render.comparison_table(rows))
     else:
-        print_records(context.out, output_format, rows)
+        print_records(context.out, output_format, rows, render.COMPARISON_FIELDS)
 
 
 @objectives.command("stats")

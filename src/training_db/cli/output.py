@@ -98,12 +98,17 @@ def print_table(out: Console, renderable: RenderableType, *, wide: bool = False)
     out.print(renderable)
 
 
-def print_records(out: Console, output_format: str, records: Sequence[Mapping[str, Any]]) -> None:
-    """Objects as a JSON array or as CSV (header: the keys of the first, else nothing)."""
+def print_records(
+    out: Console,
+    output_format: str,
+    records: Sequence[Mapping[str, Any]],
+    names: Sequence[str] = (),
+) -> None:
+    """Objects as a JSON array or as CSV (header: ``names``, or the keys of the first)."""
     if output_format == "json":
         out.print_json(render.records_json(records))
     else:
-        names = list(records[0]) if records else []
+        names = list(names or (records[0] if records else ()))
         click.echo(render.records_csv(names, records), nl=False)
 
 
