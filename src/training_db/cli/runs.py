@@ -133,7 +133,10 @@ def runs(
     found = context.db.query_runs(filters, order_by=order_by, limit=limit)
     with_objectives(context.db, found, names or ())
     print_runs(context.out, found, output_format, names=names, wide=wide)
-    note(context.out, output_format, render.shown_footer(len(found), total))
+    footer = render.shown_footer(len(found), total)
+    if footer and all_rows:
+        footer = f"{len(found)} of {total} runs shown — --all prints at most {MAX_LIMIT:,}"
+    note(context.out, output_format, footer)
 
 
 @main.command()
