@@ -248,7 +248,9 @@ def test_history_export(demo_url: URL) -> None:
     rows = list(csv.reader(io.StringIO(as_csv.output)))
     assert rows[0] == ["_step", "train/loss"]
     assert [row[0] for row in rows[1:]] == ["0", "10", "20", "30"]
-    as_json = invoke(demo_url, "history", "demo_pcgrad_bs32_i-0b2", "--format", "json")
+    as_json = invoke(
+        demo_url, "history", "demo_pcgrad_bs32_i-0b2", "--format", "json", "--shape", "columns"
+    )
     columns = json.loads(as_json.output)
     assert columns["train/loss"][-1] == "NaN"  # the logged divergence, as strict JSON
     assert len(columns["_step"]) == 47

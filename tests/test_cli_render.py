@@ -105,3 +105,46 @@ def test_render_serialises_plain_dicts() -> None:
     rows = list(csv.reader(io.StringIO(render.csv_text([run], columns))))
     assert rows == [list(columns), ["r1", "completed", "NaN", "2024-05-01T12:30:00+00:00", ""]]
     assert render.csv_text([], columns) == ",".join(columns) + "\n"
+
+
+def test_fitted_tables_drop_columns_rather_than_cut_a_number() -> None:
+    """At any width, a shown number is whole; columns go by priority; the rest are named."""
+    from rich.console import Console
+
+    runs = [
+        {
+            "run_id": f"run_{index:03d}_with_a_long_identifier",
+            "status": "completed",
+            "gradient_method": "a_rather_long_method_name",
+            "batch_size": 1024 * (index + 1),
+            "learning_rate": 0.000123456,
+            "created_at": dt.datetime(2026, 1, index + 1, tzinfo=dt.timezone.utc),
+            "duration_seconds": 123456.0 * (index + 1),
+            "final_loss": -12345.678,
+        }
+        for index in range(3)
+    ]
+    numbers = {
+        "batch": [str(run["batch_size"]) for run in runs],
+        "loss": ["-1.235e+04"] * 3,
+        "hours": [f"{float(str(run['duration_seconds'])) / 3600:.2f}" for run in runs],
+    }
+    wide = Console(width=1000, record=True)
+    wide.print(render.runs_table(runs))
+    natural = max(len(line) for line in wide.export_text().splitlines())
+    for width in range(40, 161, 7):
+        console = Console(width=width, force_terminal=True, color_system=None, record=True)
+        console.print(render.runs_table(runs))
+        text = console.export_text()
+        assert "…" not in text, (width, text)
+        header = text.splitlines()[0].split()
+        for title, values in numbers.items():
+            if title in header:
+                assert all(value in text for value in values), (width, title, text)
+        assert max(len(line) for line in text.splitlines()[:-1]) <= width
+        if width >= natural:
+            assert "not shown" not in text
+        else:
+            assert "not shown at" in text
+    assert render.shown_footer(50, 73) == "50 of 73 runs shown — use --limit or --all"
+    assert render.shown_footer(6, 6) is None

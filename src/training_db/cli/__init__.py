@@ -6,7 +6,8 @@ and renders the answer with rich. User mistakes print one line on stderr and exi
 
 Where things are: `app` (the group ``main``, its global options, the `Context` and the one
 error path), `parse` (option text to filters), `render` (results to tables, JSON and CSV;
-no click, no database, so a web layer can share it), and one module per command group:
+no click, no database, so a web layer can share it), `output` (the console, the shared
+output options, where notes go), and one module per command group:
 `schema`, `runs`, `objectives`, `history`, `maintenance`, `demo`. Each of those registers
 its commands on ``main`` when imported, which this module does.
 """

@@ -7,23 +7,19 @@ their commands on `main`; this module imports none of them, so there is no impor
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Final, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 
 from training_db.api import TrainingDB
-from training_db.cli import render
+from training_db.cli.output import make_console
 from training_db.core.errors import TrainingDBError
 from training_db.core.settings import resolve_url
 from training_db.schema import TrainingRun
-from training_db.store.records import RunDict
 
 F = TypeVar("F", bound=Callable[..., Any])
-PIPED_WIDTH: Final = 160
 USER_ERRORS: Final = (TrainingDBError, ValueError, LookupError, OSError)
 # The columns of a run record in machine output (JSON, CSV): every column of the runs table
 # but the two documents, which a record carries parsed (``config``, ``final_metrics``).
@@ -40,10 +36,7 @@ class Context:
     def __init__(self, url: str | None, verbose: bool) -> None:
         self.url = url
         self.verbose = verbose
-        self.out = Console(highlight=False, soft_wrap=True)
-        if not self.out.is_terminal and "COLUMNS" not in os.environ:
-            # Piped or captured output: do not squeeze tables into 80 columns.
-            self.out = Console(highlight=False, soft_wrap=True, width=PIPED_WIDTH)
+        self.out = make_console()
         self._db: TrainingDB | None = None
 
     @property
@@ -87,16 +80,6 @@ def fail(message: str) -> NoReturn:
     """Print ``error: message`` on stderr and exit 1: how every command reports a failure."""
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
-
-
-def print_runs(out: Console, found: Sequence[RunDict], output_format: str) -> None:
-    """Print runs as a table, strict JSON records or CSV (the formats of ``--format``)."""
-    if output_format == "json":
-        out.print_json(render.runs_json(found, RUN_COLUMNS))
-    elif output_format == "csv":
-        click.echo(render.csv_text(found, RUN_COLUMNS), nl=False)
-    else:
-        out.print(render.runs_table(found))
 
 
 @click.group(cls=FriendlyGroup)

@@ -8,6 +8,7 @@ import click
 
 from training_db.cli import render
 from training_db.cli.app import Context, format_option, main, pass_context
+from training_db.cli.output import print_table, wide_option
 from training_db.cli.parse import parse_where
 from training_db.ops import curves
 
@@ -17,7 +18,15 @@ from training_db.ops import curves
 @click.option("--keys", "keys", multiple=True, metavar="KEY", help="Only these metrics.")
 @click.option("--min-step", type=int)
 @click.option("--max-step", type=int)
-@format_option("csv", "json", default="csv")
+@format_option("csv", "json", "table", default="csv")
+@click.option(
+    "--shape",
+    type=click.Choice(["rows", "columns"]),
+    default="rows",
+    show_default=True,
+    help="JSON: one object per step (rows), or one array per key (columns).",
+)
+@wide_option
 @pass_context
 def history(
     context: Context,
@@ -26,6 +35,8 @@ def history(
     min_step: int | None,
     max_step: int | None,
     output_format: str,
+    shape: str,
+    wide: bool,
 ) -> None:
     """Export a run's W&B history, one row per step (empty where a key was not logged).
 
@@ -33,10 +44,15 @@ def history(
     Examples:
       training-db history my_run --keys train/loss --keys train/grad_norm > curve.csv
       training-db history my_run --format json --min-step 1000
+      training-db history my_run --format json --shape columns
+      training-db history my_run --format table --keys train/loss
     """
     columns = context.db.get_history(run_id, list(keys) or None, min_step, max_step)
     if output_format == "json":
-        click.echo(render.json_text(columns))
+        shaped = columns if shape == "columns" else render.history_rows(columns)
+        click.echo(render.json_text(shaped))
+    elif output_format == "table":
+        print_table(context.out, render.history_table(columns, fit=not wide), wide=wide)
     else:
         click.echo(render.history_csv_text(columns), nl=False)
 

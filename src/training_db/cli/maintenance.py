@@ -11,8 +11,9 @@ from rich.progress import Progress, TaskID
 
 from training_db import safe
 from training_db.cli import render
-from training_db.cli.app import Context, fail, main, pass_context
+from training_db.cli.app import Context, fail, format_option, main, pass_context
 from training_db.cli.confirm import confirm, resume_hint, yes_option
+from training_db.cli.output import print_records, print_table
 from training_db.cli.parse import parse_duration
 from training_db.core.settings import resolve_url, safe_url, sqlite_file
 from training_db.ops.transfer import (
@@ -204,12 +205,20 @@ def reap(context: Context, older_than: str, dry_run: bool) -> None:
 @main.command("import-wandb")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--dry-run", is_flag=True, help="Say what would be recorded; write nothing.")
+@click.option(
+    "--verbose", "list_all", is_flag=True, help="List unchanged directories in the table too."
+)
+@format_option("table", "json", "csv", default="table")
 @pass_context
-def import_wandb(context: Context, paths: Sequence[str], dry_run: bool) -> None:
+def import_wandb(
+    context: Context, paths: Sequence[str], dry_run: bool, list_all: bool, output_format: str
+) -> None:
     """Record every W&B run directory under PATHS from W&B's own local files.
 
     Reads each run's run-*.wandb log (full, unsampled history; no network, no API key). Goes on
-    past bad directories and prints a summary; exits 1 if any failed. Needs the wandb extra:
+    past bad directories and prints a summary; exits 1 if any failed. The table lists the
+    directories imported or failed, and counts the unchanged ones in one line (--verbose
+    lists them too); JSON and CSV have one record per directory. Needs the wandb extra:
     pip install 'mangodb[wandb]'.
 
     \b
@@ -224,8 +233,20 @@ def import_wandb(context: Context, paths: Sequence[str], dry_run: bool) -> None:
             bar.update(task, completed=done, total=total)
 
         results = import_directories(paths, db=context.db, dry_run=dry_run, progress=advance)
-    context.out.print(render.import_table(results))
     counts = count_actions(results)
-    context.out.print(render.import_summary(counts, dry_run))
+    if output_format != "table":
+        print_records(context.out, output_format, render.import_records(results))
+    else:
+        listed = [r for r in results if list_all or r.action != "unchanged"]
+        if listed:
+            print_table(context.out, render.import_table(listed))
+        unchanged = counts.get("unchanged", 0)
+        if unchanged and not list_all:
+            context.out.print(
+                f"{unchanged} unchanged directories not listed (--verbose lists them)",
+                style="dim",
+                markup=False,
+            )
+        context.out.print(render.import_summary(counts, dry_run))
     if counts.get("failed"):
         sys.exit(1)

@@ -7,8 +7,17 @@ from collections.abc import Sequence
 import click
 
 from training_db.cli import render
-from training_db.cli.app import Context, format_option, main, pass_context, print_runs
+from training_db.cli.app import RUN_COLUMNS, Context, format_option, main, pass_context
+from training_db.cli.output import (
+    columns_option,
+    note,
+    print_record,
+    print_records,
+    split_columns,
+    wide_option,
+)
 from training_db.cli.parse import parse_objective_conditions
+from training_db.cli.runs import all_option, print_runs, with_objectives
 from training_db.core.validation import MAX_LIMIT
 
 metric_option = click.option(
@@ -40,7 +49,7 @@ def objectives() -> None:
     show_default=True,
     help="Runs of this status only; 'any' for all.",
 )
-@format_option("table", "json", default="table")
+@format_option("table", "json", "csv", default="table")
 @pass_context
 def objectives_compare(
     context: Context, objective: str, metric: str, status: str, output_format: str
@@ -54,10 +63,10 @@ def objectives_compare(
     rows = context.db.compare_gradient_methods(
         objective, metric, None if status == "any" else status
     )
-    if output_format == "json":
-        context.out.print_json(render.json_text(rows))
-    else:
+    if output_format == "table":
         context.out.print(render.comparison_table(rows))
+    else:
+        print_records(context.out, output_format, rows, render.COMPARISON_FIELDS)
 
 
 @objectives.command("stats")
@@ -65,7 +74,7 @@ def objectives_compare(
 @metric_option
 @click.option("--status", help="Runs of this status only.")
 @click.option("--method", "gradient_method", help="Runs of this gradient method only.")
-@format_option("table", "json", default="table")
+@format_option("table", "json", "csv", default="table")
 @pass_context
 def objectives_stats(
     context: Context,
@@ -82,10 +91,10 @@ def objectives_stats(
       training-db objectives stats COMT_activity --status completed --method mgda
     """
     found = context.db.get_objective_statistics(objective, metric, status, gradient_method)
-    if output_format == "json":
-        context.out.print_json(render.json_text(found))
-    else:
+    if output_format == "table":
         context.out.print(render.statistics_table(found))
+    else:
+        print_record(context.out, output_format, found)
 
 
 @objectives.command("query")
@@ -94,6 +103,9 @@ def objectives_stats(
 @click.option("--method", "gradient_method", help="Runs of this gradient method only.")
 @click.option("--status", help="Runs of this status only.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True)
+@all_option
+@columns_option
+@wide_option
 @format_option("table", "json", "csv", default="table")
 @pass_context
 def objectives_query(
@@ -103,19 +115,43 @@ def objectives_query(
     gradient_method: str | None,
     status: str | None,
     limit: int,
+    all_rows: bool,
+    columns: Sequence[str],
+    wide: bool,
     output_format: str,
 ) -> None:
     """Runs whose objectives all meet CONDITIONS (inclusive bounds), newest first.
 
+    Each format has the --metric value of every objective in CONDITIONS: a column of the
+    table and of the CSV (objective.<name>), and ``objectives`` (every metric) in JSON.
+
     \b
-    Example:
+    Examples:
       training-db objectives query 'COMT_activity>=0.8' 'DRD5_activity>=0.7' --method mgda
+      training-db objectives query 'QED>=0.5' --format csv --columns run_id,objective.QED
     """
-    found = context.db.query_runs_by_objectives(
-        parse_objective_conditions(conditions, metric), gradient_method, status, limit
+    names = render.check_fields(split_columns(columns), RUN_COLUMNS) or None
+    wanted = parse_objective_conditions(conditions, metric)
+    # One more than asked for says whether more runs match.
+    fetch = MAX_LIMIT if all_rows else min(limit + 1, MAX_LIMIT)
+    found = context.db.query_runs_by_objectives(wanted, gradient_method, status, fetch)
+    more = len(found) > limit and not all_rows
+    found = found if all_rows else found[:limit]
+    with_objectives(context.db, found, names or ())
+    table: render.FittedTable | str | None = None
+    if not found:
+        table = "no runs match"
+    elif names is None:
+        table = render.objective_runs_table(found, list(wanted), metric, fit=not wide)
+    print_runs(
+        context.out,
+        found,
+        output_format,
+        names=names,
+        default_fields=[f"objective.{name}" for name in wanted],
+        table=table,
+        metric=metric,
+        wide=wide,
     )
-    if output_format == "table" and found:
-        names = sorted(found[0]["objectives"])
-        context.out.print(render.objective_runs_table(found, names, metric))
-    else:
-        print_runs(context.out, found, output_format)
+    if more or (all_rows and len(found) == MAX_LIMIT):
+        note(context.out, output_format, render.shown_footer(len(found), None))

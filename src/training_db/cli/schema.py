@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from training_db.cli.app import Context, main, pass_context
+from training_db.cli.app import Context, format_option, main, pass_context
 from training_db.cli.confirm import confirm, yes_option
+from training_db.cli.output import print_record
 from training_db.core.settings import safe_url
 from training_db.schema import migrations
 
@@ -78,8 +79,9 @@ def downgrade(context: Context, revision: str, allow_data_loss: bool, yes: bool)
 
 
 @main.command()
+@format_option("table", "json", "csv", default="table")
 @pass_context
-def current(context: Context) -> None:
+def current(context: Context, output_format: str) -> None:
     """Show the backend, the URL (password hidden) and the schema revision.
 
     \b
@@ -87,6 +89,16 @@ def current(context: Context) -> None:
       TRAINING_DB_HOST=rds-host TRAINING_DB_NAME=trainingruns training-db current
     """
     state = context.db.schema_state()
+    if output_format != "table":
+        record = {
+            "backend": context.db.url.get_backend_name(),
+            "url": safe_url(context.db.url),
+            "current_revision": state.current,
+            "head_revision": state.head,
+            "upgrade_pending": not state.is_current,
+        }
+        print_record(context.out, output_format, record)
+        return
     pending = "no" if state.is_current else "yes: run `training-db upgrade`"
     rows = [
         ("backend", context.db.url.get_backend_name()),

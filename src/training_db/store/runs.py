@@ -229,6 +229,17 @@ def _frozen(value: Any) -> Hashable:
     raise TypeError(type(value).__name__)
 
 
+def count_runs(session: Session, filters: Mapping[str, Any] | None = None) -> int:
+    """How many runs match every filter: the filters of ``query_runs``, without its limit."""
+    dialect = session.get_bind().dialect.name
+    statement = (
+        sa.select(sa.func.count())
+        .select_from(TrainingRun.__table__)
+        .where(*run_filters.run_filter_clauses(filters, dialect))
+    )
+    return int(execute(session, statement).scalar_one())
+
+
 def get_stats(session: Session) -> dict[str, int]:
     """Counts: ``total_runs``, one per status, ``with_blog_posts``, ``with_crash_analysis``."""
     present = run_filters.presence  # same notion of "has" as the query filters
@@ -541,6 +552,7 @@ class RunOperations(Operations):
     insert_run = write(insert_run, now={"created_at": ALWAYS})
     get_run = read(get_run, returns="run")
     query_runs = read(query_runs, returns="runs")
+    count_runs = read(count_runs)
     get_stats = read(get_stats)
     attach_blog_post = write(attach_blog_post, idempotent=True)
     attach_conversation = write(attach_conversation, idempotent=True)
