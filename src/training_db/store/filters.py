@@ -26,7 +26,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import TypeDecorator
 
 from training_db.core import portable
-from training_db.core.errors import InvalidArgumentError
+from training_db.core.errors import InvalidArgumentError, UnknownNameError
+from training_db.core.suggest import hint, suggestions, unknown_name
 from training_db.core.types import as_utc
 from training_db.core.validation import parse_iso
 from training_db.schema import RUN_STATUSES, RunTag, TrainingRun
@@ -72,9 +73,14 @@ def order_by_clauses(order_by: str) -> list[ColumnElement[Any]]:
         )
     match = _ORDER_BY.match(order_by)
     if match is None or match.group(1) not in _COLUMNS:
-        raise InvalidArgumentError(
-            f"order_by must be a column name with optional ASC or DESC, got {order_by!r}; "
-            f"columns: {', '.join(sorted(_COLUMNS))}"
+        name = match.group(1) if match is not None else order_by.strip().split(" ")[0]
+        close = suggestions(name, _COLUMNS)
+        listed = "" if close else f"; columns: {', '.join(sorted(_COLUMNS))}"
+        raise UnknownNameError(
+            f"order_by must be a column name with optional ASC or DESC, got {order_by!r}"
+            f"{hint(close)}{listed}",
+            name=name,
+            suggestions=close,
         )
     column = _COLUMNS[match.group(1)]
     descending = (match.group(2) or "ASC").upper() == "DESC"
@@ -140,10 +146,15 @@ def _filter_clause(key: str, value: Any, dialect: str) -> ColumnElement[bool]:
         return sa.exists().where(
             RunTag.run_id == TrainingRun.run_id, RunTag.key == tag_key, matches
         )
-    raise InvalidArgumentError(
-        f"unknown filter {key!r}; filters are the training_runs columns "
-        f"({', '.join(sorted(_COLUMNS))}), {', '.join(NAMED_FILTERS)}, "
-        "and keys starting with 'config.', 'summary.' or 'tag.'"
+    close = suggestions(key, [*_COLUMNS, *NAMED_FILTERS])
+    listed = (
+        ""
+        if close
+        else f"; filters are the training_runs columns ({', '.join(sorted(_COLUMNS))}), "
+        f"{', '.join(NAMED_FILTERS)}, and keys starting with 'config.', 'summary.' or 'tag.'"
+    )
+    raise UnknownNameError(
+        f"unknown filter {key!r}{hint(close)}{listed}", name=key, suggestions=close
     )
 
 
@@ -208,8 +219,11 @@ def _apply_operators(
 def _choice(key: str, value: Any, choices: tuple[str, ...] | None) -> Any:
     """``value`` if the column allows it (or allows anything), else InvalidArgumentError."""
     if choices is not None and value not in choices:
-        raise InvalidArgumentError(
-            f"filter {key!r}: unknown value {value!r}; valid: {', '.join(choices)}"
+        raise unknown_name(
+            f"filter {key!r}: unknown value {value!r}",
+            str(value),
+            choices,
+            f"; valid: {', '.join(choices)}",
         )
     return value
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, aliased
 from training_db.core import portable
 from training_db.core.errors import InvalidArgumentError, ObjectiveAlreadyExistsError
 from training_db.core.operations import Operations, read, write
+from training_db.core.suggest import unknown_name
 from training_db.core.validation import (
     check_text,
     optional_number,
@@ -82,8 +83,11 @@ def validate_objective_name(objective_name: Any) -> str:
 
 def validate_metric_type(metric_type: Any) -> str:
     if metric_type not in METRIC_TYPES:
-        raise InvalidArgumentError(
-            f"unknown metric type {metric_type!r}; valid: {', '.join(METRIC_TYPES)}"
+        raise unknown_name(
+            f"unknown metric type {metric_type!r}",
+            str(metric_type),
+            METRIC_TYPES,
+            f"; valid: {', '.join(METRIC_TYPES)}",
         )
     return str(metric_type)
 

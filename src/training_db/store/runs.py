@@ -23,6 +23,7 @@ from training_db.core.errors import (
     RunNotFoundError,
 )
 from training_db.core.operations import ALWAYS, Operations, read, write
+from training_db.core.suggest import unknown_name
 from training_db.core.types import utc_now
 from training_db.core.validation import (
     check_text,
@@ -70,7 +71,12 @@ def validate_run_id(run_id: Any) -> str:
 
 def validate_status(status: Any) -> str:
     if status not in RUN_STATUSES:
-        raise InvalidArgumentError(f"unknown status {status!r}; valid: {', '.join(RUN_STATUSES)}")
+        raise unknown_name(
+            f"unknown status {status!r}",
+            str(status),
+            RUN_STATUSES,
+            f"; valid: {', '.join(RUN_STATUSES)}",
+        )
     return str(status)
 
 
