@@ -2,8 +2,7 @@
 
 One rule for every name a caller can mistype — a status, a filter key, an ``order_by``
 column, a JSON path, a history metric, an objective: close spellings (``difflib``), then
-the known names that contain the name or that it contains (``loss`` → ``final_loss``), then
-the same name in another case. `UnknownNameError` carries the suggestions.
+the known names that contain it (``loss`` → ``final_loss``). `UnknownNameError` carries the suggestions.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ from training_db.core.errors import UnknownNameError
 MAX_SUGGESTIONS: Final = 3
 # difflib's ratio above which a known name counts as a likely spelling of the given one.
 CLOSENESS: Final = 0.6
+# How much less close than the closest a known name may be and still be suggested.
+MARGIN: Final = 0.1
 # A name shorter than this is not looked for inside others: "a" would match everything.
 MIN_SUBSTRING: Final = 3
 
@@ -30,11 +31,12 @@ def suggestions(name: str, known: Iterable[str], limit: int = MAX_SUGGESTIONS) -
     found: list[str] = [c for c in candidates if c.casefold() == folded]
     lowered = {candidate.casefold(): candidate for candidate in candidates}
     close = difflib.get_close_matches(folded, list(lowered), n=limit, cutoff=CLOSENESS)
-    found += [lowered[match] for match in close]
+    if close:
+        # Only the nearly best: "training.batchsize" is close to "training.seed" too.
+        best = _ratio(folded, close[0])
+        found += [lowered[match] for match in close if _ratio(folded, match) >= best - MARGIN]
     if len(folded) >= MIN_SUBSTRING:
-        containing = [c for c in candidates if folded in c.casefold()]
-        contained = [c for c in candidates if len(c) >= MIN_SUBSTRING and c.casefold() in folded]
-        found += sorted(containing, key=len) + sorted(contained, key=len, reverse=True)
+        found += sorted((c for c in candidates if folded in c.casefold()), key=len)
     unique = list(dict.fromkeys(found))
     return unique[:limit]
 
@@ -58,3 +60,7 @@ def unknown_name(message: str, name: str, known: Iterable[str], then: str = "") 
     mean ...?" when a known name is close."""
     close = suggestions(name, known)
     return UnknownNameError(message + then + hint(close), name=name, suggestions=close)
+
+
+def _ratio(name: str, candidate: str) -> float:
+    return difflib.SequenceMatcher(None, name, candidate).ratio()

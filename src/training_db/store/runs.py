@@ -150,7 +150,9 @@ def query_runs(
     ``created_after`` (ISO 8601); ``has_blog_post`` / ``has_crash_analysis`` (bool);
     ``config.<dotted.path>``, ``summary.<key>`` and ``tag.<key>`` on JSON values (numbers
     compare as numbers). ``order_by`` is one column with optional ASC/DESC (NULLs last,
-    ties by run_id); ``limit`` is 1 to 10,000.
+    ties by run_id); ``limit`` is 1 to 10,000. A misspelt name raises `UnknownNameError`
+    with the closest known ones: a column, a status, or (when nothing matched) a
+    ``config.``/``summary.``/``tag.`` path that no run has.
     """
     dialect = session.get_bind().dialect.name
     statement = (
@@ -160,6 +162,8 @@ def query_runs(
         .limit(validate_limit(limit))
     )
     rows = session.execute(statement).all()
+    if not rows:
+        run_filters.require_known_paths(session, filters)
     tags = tags_by_run(session, [run_id_of(row) for row in rows])
     return [run_to_dict(row, tags[run_id_of(row)]) for row in rows]
 
