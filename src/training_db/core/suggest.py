@@ -1,8 +1,9 @@
-"""Did you mean": the known names closest to a name that matched nothing.
+"""Suggestions ("did you mean ...?") for a name that matched nothing.
 
-One rule for every name a caller can mistype — a status, a filter key, an ``order_by``
-column, a JSON path, a history metric, an objective: close spellings (``difflib``), then
-the known names that contain it (``loss`` → ``final_loss``). `UnknownNameError` carries the suggestions.
+One rule for every name a caller can mistype (a status, a filter key, an ``order_by``
+column, a JSON path, a history metric, an objective): the close spellings (``difflib``),
+then the known names that contain it (``loss`` → ``final_loss``). `UnknownNameError`
+carries the suggestions.
 """
 
 from __future__ import annotations

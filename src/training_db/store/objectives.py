@@ -43,6 +43,8 @@ METRIC_TYPES: Final = ("raw_mean", "normalized_mean", "raw_std", "normalized_std
 FILTER_KEYS: Final = ("min", "max", "metric")
 DEFAULT_METRIC: Final = "raw_mean"
 OBJECTIVE_NAME_MAX_LENGTH: Final = 255
+# How many distinct names at most are compared with one that matched nothing.
+MAX_KNOWN_NAMES: Final = 10_000
 # W&B summary keys ``objectives/<alias>/<metric_type>``; an alias ends in its direction.
 SUMMARY_OBJECTIVES_PREFIX: Final = "objectives/"
 
@@ -221,6 +223,53 @@ def get_run_objectives(session: Session, run_id: str) -> list[dict[str, Any]]:
     return [objective_to_dict(row) for row in rows]
 
 
+def require_known_objective(session: Session, objective_name: str) -> None:
+    """`UnknownNameError`, with the closest names, when no run has an objective of this name.
+
+    The reads call it only when their answer is empty: a name some run has keeps its empty
+    answer (no values in the filtered runs), and so does any name in a database without
+    objectives, which has nothing to compare it with.
+    """
+    exists = sa.select(RunObjective.id).where(RunObjective.objective_name == objective_name)
+    if session.scalar(exists.limit(1)) is not None:
+        return
+    known = session.scalars(
+        sa.select(RunObjective.objective_name).distinct().limit(MAX_KNOWN_NAMES)
+    ).all()
+    if known:
+        raise unknown_name(
+            f"no run has an objective named {objective_name!r}",
+            objective_name,
+            known,
+        )
+
+
+def list_objectives(session: Session) -> list[dict[str, Any]]:
+    """Every objective name the runs have, by name: ``objective_name``, ``num_runs`` (runs
+    with the objective), ``num_values`` (of those, runs with a ``raw_mean``) and
+    ``direction`` (``maximize``/``minimize`` when the runs that set one agree, else None)."""
+    rows = session.execute(
+        sa.select(
+            RunObjective.objective_name,
+            sa.func.count(),
+            sa.func.count(RunObjective.raw_mean),
+            sa.func.min(RunObjective.direction),
+            sa.func.max(RunObjective.direction),
+        )
+        .group_by(RunObjective.objective_name)
+        .order_by(RunObjective.objective_name)
+    ).all()
+    return [
+        {
+            "objective_name": name,
+            "num_runs": int(num_runs),
+            "num_values": int(num_values),
+            "direction": lowest if lowest == highest else None,
+        }
+        for name, num_runs, num_values, lowest, highest in rows
+    ]
+
+
 @dataclass(frozen=True)
 class ObjectiveFilter:
     """One entry of ``query_runs_by_objectives``: a metric within inclusive bounds."""
@@ -323,6 +372,9 @@ def query_runs_by_objectives(
     statement = statement.order_by(TrainingRun.created_at.desc(), TrainingRun.run_id.asc())
 
     rows = session.execute(statement.limit(limit)).all()
+    if not rows:
+        for wanted_objective in wanted:
+            require_known_objective(session, wanted_objective.objective_name)
     tags = tags_by_run(session, [run_id_of(row) for row in rows])
     width = len(RECORD_COLUMNS)
     found: list[RunDict] = []
@@ -394,6 +446,8 @@ def get_objective_statistics(
         ).select_from(values)
     ).one()
     count = int(row[0])
+    if count == 0:
+        require_known_objective(session, objective_name)
     statistics: dict[str, Any] = {
         "objective_name": objective_name,
         "count": count,
@@ -456,6 +510,8 @@ def compare_gradient_methods(
         .select_from(values)
         .group_by(method)
     ).all()
+    if not groups:
+        require_known_objective(session, objective_name)
     minimizing = sum(group[5] for group in groups)
     maximizing = sum(group[6] for group in groups)
     minimize = bool(minimizing) and not maximizing
@@ -546,6 +602,7 @@ class ObjectiveOperations(Operations):
     insert_objective = write(insert_objective)
     update_objective_metric = write(update_objective_metric, idempotent=True)
     get_run_objectives = read(get_run_objectives)
+    list_objectives = read(list_objectives)
     query_runs_by_objectives = read(query_runs_by_objectives, returns="runs")
     get_objective_statistics = read(get_objective_statistics)
     compare_gradient_methods = read(compare_gradient_methods)
