@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -27,7 +28,12 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import URL, Connection, Engine
 
-from training_db.core.errors import SchemaVersionError
+from training_db.core.errors import (
+    InvalidArgumentError,
+    SchemaVersionError,
+    TrainingDBError,
+    translated_errors,
+)
 from training_db.core.settings import make_engine, safe_url
 from training_db.schema import adoption
 
@@ -242,13 +248,35 @@ def _with_migration_engine(
         done_at=done_at,
     )
     if isinstance(target, Engine):
-        run(target)
+        with _translated(target.url):
+            run(target)
         return
     engine = make_engine(target, for_migrations=True)
     try:
-        run(engine)
+        with _translated(engine.url):
+            run(engine)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def _translated(url: URL) -> Iterator[None]:
+    """Driver errors as this package's (an unreachable server: `DatabaseUnavailableError`),
+    and Alembic's refusal of a revision it cannot find or reach as `InvalidArgumentError`."""
+    try:
+        with translated_errors(safe_url(url)):
+            yield
+    except CommandError as exc:
+        if isinstance(exc, TrainingDBError):  # DataLossError: already says what to do
+            raise
+        known = ", ".join(["base", *revision_ids(), "head"])
+        raise InvalidArgumentError(f"{exc}; revisions: {known}") from exc
+
+
+def revision_ids() -> list[str]:
+    """Every revision id this code knows, oldest first."""
+    script = ScriptDirectory(script_location())
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
 
 
 def refuse_data_loss(
