@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NoReturn, TypeVar
 
 import click
 from alembic.util import CommandError
 from rich.console import Console
+from rich.table import Table
 from sqlalchemy import exc as sa_exc
 
 from training_db.api import TrainingDB
@@ -194,6 +195,37 @@ def print_runs(out: Console, found: Sequence[RunDict], output_format: str) -> No
         click.echo(render.csv_text(found, RUN_COLUMNS), nl=False)
     else:
         out.print(render.runs_table(found))
+
+
+def print_records(
+    out: Console,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    output_format: str,
+    *,
+    empty: str,
+) -> None:
+    """Print plain records (the ``list`` commands) as a table, JSON or CSV; ``empty`` is
+    the table's text when there is no row."""
+    if output_format == "json":
+        out.print_json(render.json_text(list(rows)))
+    elif output_format == "csv":
+        click.echo(render.csv_text(rows, columns), nl=False)
+    elif not rows:
+        out.print(empty, markup=False)
+    else:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for name in columns:
+            numeric = any(isinstance(row[name], (int, float)) for row in rows)
+            table.add_column(
+                name,
+                justify="right" if numeric else "left",
+                no_wrap=numeric,
+                overflow="fold",
+            )
+        for row in rows:
+            table.add_row(*("-" if row[name] is None else str(row[name]) for name in columns))
+        out.print(table)
 
 
 @click.group(cls=FriendlyGroup)

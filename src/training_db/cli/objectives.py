@@ -7,7 +7,14 @@ from collections.abc import Sequence
 import click
 
 from training_db.cli import render
-from training_db.cli.app import Context, format_option, main, pass_context, print_runs
+from training_db.cli.app import (
+    Context,
+    format_option,
+    main,
+    pass_context,
+    print_records,
+    print_runs,
+)
 from training_db.cli.parse import parse_objective_conditions
 from training_db.core.validation import MAX_LIMIT
 
@@ -113,3 +120,22 @@ def objectives_query(
         context.out.print(render.objective_runs_table(found, names, metric))
     else:
         print_runs(context.out, found, output_format)
+
+
+@objectives.command("list")
+@format_option("table", "json", "csv", default="table")
+@pass_context
+def objectives_list(context: Context, output_format: str) -> None:
+    """Every objective name the runs have: runs with it, runs with a value, direction.
+
+    \b
+    Example:
+      training-db objectives list --format csv
+    """
+    print_records(
+        context.out,
+        context.db.list_objectives(),
+        ("objective_name", "num_runs", "num_values", "direction"),
+        output_format,
+        empty="no objectives recorded",
+    )
