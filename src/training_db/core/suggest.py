@@ -34,8 +34,9 @@ def suggestions(name: str, known: Iterable[str], limit: int = MAX_SUGGESTIONS) -
     close = difflib.get_close_matches(folded, list(lowered), n=limit, cutoff=CLOSENESS)
     if close:
         # Only the nearly best: "training.batchsize" is close to "training.seed" too.
-        best = _ratio(folded, close[0])
-        found += [lowered[match] for match in close if _ratio(folded, match) >= best - MARGIN]
+        ranked = sorted(close, key=lambda match: (-_ratio(folded, match), match))
+        best = _ratio(folded, ranked[0])
+        found += [lowered[match] for match in ranked if _ratio(folded, match) >= best - MARGIN]
     if len(folded) >= MIN_SUBSTRING:
         found += sorted((c for c in candidates if folded in c.casefold()), key=len)
     unique = list(dict.fromkeys(found))
