@@ -342,7 +342,8 @@ def query_runs_by_objectives(
     'metric': 'normalized_mean'}}``: bounds are inclusive, ``metric`` defaults to
     ``raw_mean``, a NULL (or NaN) value never matches. Each result is a ``get_run`` dict
     plus ``objectives``: ``{name: {metric_type: value}}`` for the filtered objectives.
-    Ties in ``created_at`` are ordered by ``run_id``.
+    Ties in ``created_at`` are ordered by ``run_id``. When nothing matches, an objective
+    name no run has raises `UnknownNameError` with the closest names.
     """
     wanted = parse_objective_filters(objective_filters)
     gradient_method = _optional_gradient_method(gradient_method)
@@ -424,7 +425,8 @@ def get_objective_statistics(
     """``objective_name``, ``count``, ``avg``, ``min``, ``max`` and ``std`` of one metric.
 
     ``std`` is the population standard deviation (divided by the count, not count - 1).
-    NULL values are left out; with no values, ``avg``, ``min``, ``max`` and ``std`` are None.
+    NULL values are left out; with no values, ``avg``, ``min``, ``max`` and ``std`` are None,
+    unless no run has an objective of this name: `UnknownNameError`, with the closest names.
     """
     validate_objective_name(objective_name)
     validate_metric_type(metric_type)
@@ -489,7 +491,8 @@ def compare_gradient_methods(
 
     ``best`` is the minimum for an objective whose rows say ``minimize`` (and none
     ``maximize``), else the maximum. Methods are ordered by ``avg`` in that direction,
-    then by ``best``, then by name. ``status=None`` compares runs of every status.
+    then by ``best``, then by name. ``status=None`` compares runs of every status. An
+    objective name no run has raises `UnknownNameError`, with the closest names.
     """
     validate_objective_name(objective_name)
     validate_metric_type(metric_type)
