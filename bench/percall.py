@@ -12,7 +12,8 @@ the raw driver (``sqlite3``; ``psycopg2`` in its own short transaction):
 
 * ``get_run`` of a missing id;
 * an empty ``query_runs`` (a filter that matches no run);
-* ``query_runs_by_objectives`` on an objective name that no run has.
+* ``query_runs_by_objectives`` on a known objective with a bound that no run meets (after
+  the first empty answer the database knows the name exists, so it asks no more).
 
 Both sides are first checked to give the same answer. The figure is the difference of the
 medians, ours - raw, in ms; the targets are ≤ 0.3 ms on SQLite and ≤ 0.5 ms on PostgreSQL
@@ -49,8 +50,10 @@ SEED: Final = 20_261_202
 TARGET_MS: Final = {"sqlite": 0.3, "postgresql": 0.5}
 MISSING_RUN: Final = "no-such-run"
 MISSING_HOST: Final = "no-such-host"
-MISSING_OBJECTIVE: Final = "no_such_objective"
-OBJECTIVE_MIN: Final = 0.5
+# A known objective and a bound no run meets (raw means are below 10): the poll of a
+# control plane waiting for a result. A misspelt name is an error (did-you-mean), not this.
+NO_MATCH_OBJECTIVE: Final = "COMT_activity"
+OBJECTIVE_MIN: Final = 1000.0
 
 RAW_SQL: Final = {
     "get_run": "SELECT * FROM training_runs WHERE run_id = {p}",
@@ -68,7 +71,7 @@ LABELS: Final = {
     "get_run": f"get_run({MISSING_RUN!r})",
     "query_runs": f"query_runs({{'host': {MISSING_HOST!r}}})",
     "objectives": (
-        f"query_runs_by_objectives({{{MISSING_OBJECTIVE!r}: {{'min': {OBJECTIVE_MIN}}}}})"
+        f"query_runs_by_objectives({{{NO_MATCH_OBJECTIVE!r}: {{'min': {OBJECTIVE_MIN}}}}})"
     ),
 }
 
@@ -147,9 +150,9 @@ def measure_pairs(backend: str, url: Any, scale: int, rounds: int) -> list[Pair]
                 lambda: databases.raw_read(raw, raw_sql("query_runs", backend), (MISSING_HOST,)),
             ),
             "objectives": (
-                lambda: db.query_runs_by_objectives({MISSING_OBJECTIVE: {"min": OBJECTIVE_MIN}}),
+                lambda: db.query_runs_by_objectives({NO_MATCH_OBJECTIVE: {"min": OBJECTIVE_MIN}}),
                 lambda: databases.raw_read(
-                    raw, raw_sql("objectives", backend), (MISSING_OBJECTIVE, OBJECTIVE_MIN)
+                    raw, raw_sql("objectives", backend), (NO_MATCH_OBJECTIVE, OBJECTIVE_MIN)
                 ),
             ),
         }
@@ -184,8 +187,10 @@ def measure_faces(backend: str, url: Any, rounds: int) -> list[Faces]:
     }
     _expect(bool(safe.heartbeat(run_id)), "safe.heartbeat did not reach the database")  # type: ignore[attr-defined]
     _expect(
-        db.query_runs_by_objectives({MISSING_OBJECTIVE: {}})
-        == db.read(store_objectives.query_runs_by_objectives, {MISSING_OBJECTIVE: {}}),
+        db.query_runs_by_objectives({NO_MATCH_OBJECTIVE: {"min": OBJECTIVE_MIN}})
+        == db.read(
+            store_objectives.query_runs_by_objectives, {NO_MATCH_OBJECTIVE: {"min": OBJECTIVE_MIN}}
+        ),
         "faces",
     )
     try:

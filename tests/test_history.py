@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import URL
 
 from tests.conftest import table_snapshot
-from training_db import RunNotFoundError, TrainingDB
+from training_db import RunNotFoundError, TrainingDB, UnknownNameError
 from training_db.store.history import (
     decode_series,
     decode_steps,
@@ -219,7 +219,9 @@ def test_get_history_selects_keys_and_steps(db: TrainingDB, run: str) -> None:
     assert list(one) == ["_step", "train/loss"]
     assert one["_step"] == [100, 110, 120, 130, 140, 150]
     assert one["train/loss"] == pytest.approx([1 / 11, 1 / 12, 1 / 13, 1 / 14, 1 / 15, 1 / 16])
-    assert db.get_history(run, keys=["nope"]) == {"_step": []}
+    # A key no run has logged is a mistake, no longer an empty answer (test_did_you_mean.py).
+    with pytest.raises(UnknownNameError, match="'nope'"):
+        db.get_history(run, keys=["nope"])
 
 
 def test_history_json_is_seed_compatible(db: TrainingDB, run: str) -> None:

@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session
 
 import training_db
 from tests.conftest import table_snapshot
-from training_db import DuplicateError, ObjectiveAlreadyExistsError, RunNotFoundError, TrainingDB
+from training_db import (
+    DuplicateError,
+    ObjectiveAlreadyExistsError,
+    RunNotFoundError,
+    TrainingDB,
+    UnknownNameError,
+)
 from training_db.schema import RunObjective, TrainingRun
 from training_db.store import completion, objectives
 
@@ -470,7 +476,9 @@ def test_no_runs_at_all(db: TrainingDB) -> None:
 
 
 def test_no_matching_objective_name(scored: TrainingDB) -> None:
-    assert scored.query_runs_by_objectives({"HERG_inhibition": {}}) == []
+    # A name no run has is a mistake, no longer an empty answer (test_did_you_mean.py).
+    with pytest.raises(UnknownNameError, match="'HERG_inhibition'"):
+        scored.query_runs_by_objectives({"HERG_inhibition": {}})
 
 
 @pytest.mark.parametrize(
@@ -585,6 +593,11 @@ def test_statistics_with_an_infinite_value(db: TrainingDB) -> None:
 @pytest.mark.parametrize("objective_name", ["COMT_activity", "HERG_inhibition"])
 def test_statistics_without_values(db: TrainingDB, objective_name: str) -> None:
     add_run(db, "a", status="running", COMT_activity=0.5)
+    if objective_name == "HERG_inhibition":
+        # A name no run has is a mistake, no longer an empty answer (test_did_you_mean.py).
+        with pytest.raises(UnknownNameError, match="'HERG_inhibition'"):
+            db.get_objective_statistics(objective_name, status="completed")
+        return
     stats = db.get_objective_statistics(objective_name, status="completed")
     assert stats == {
         "objective_name": objective_name,
@@ -711,7 +724,9 @@ def test_compare_without_data(db: TrainingDB) -> None:
     add_run(db, "a", status="running", QED=0.5)
     add_run(db, "b", QED=math.nan)
     assert db.compare_gradient_methods("QED") == []
-    assert db.compare_gradient_methods("HERG_inhibition", status=None) == []
+    # A name no run has is a mistake, no longer an empty answer (test_did_you_mean.py).
+    with pytest.raises(UnknownNameError, match="'HERG_inhibition'"):
+        db.compare_gradient_methods("HERG_inhibition", status=None)
 
 
 @pytest.mark.parametrize(

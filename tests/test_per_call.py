@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import URL
 
-from training_db import TrainingDB
+from training_db import TrainingDB, UnknownNameError
 from training_db.schema import RunObjective, TrainingRun
 from training_db.store import objectives as store_objectives
 
@@ -100,10 +101,23 @@ def test_an_empty_query_runs_is_one_select(loaded: TrainingDB) -> None:
 
 
 def test_an_objective_query_matching_nothing_is_one_select(loaded: TrainingDB) -> None:
-    sent = statements_of(
-        loaded, lambda: loaded.query_runs_by_objectives({"no_such_objective": {"min": 0.5}})
-    )
-    assert len(sent) == 1
+    """A known objective whose bound no run meets: the first empty answer also checks that
+    the name exists (did-you-mean); the database remembers it, so a poller asking again
+    sends the query alone."""
+
+    def ask() -> Any:
+        return loaded.query_runs_by_objectives({"COMT_activity": {"min": 2.0}})
+
+    assert len(statements_of(loaded, ask)) == 2  # the query, the name check
+    assert len(statements_of(loaded, ask)) == 1
+    assert ask() == []
+
+
+def test_an_unknown_objective_is_checked_every_time(loaded: TrainingDB) -> None:
+    """Only names found are remembered: a misspelt one raises on every call."""
+    for _ in range(2):
+        with pytest.raises(UnknownNameError, match="COMT_activity"):
+            loaded.query_runs_by_objectives({"COMT_activity_": {"min": 0.5}})
 
 
 def test_no_ping_before_a_call(loaded: TrainingDB, pings: list[int]) -> None:
@@ -114,10 +128,10 @@ def test_no_ping_before_a_call(loaded: TrainingDB, pings: list[int]) -> None:
 
 
 def test_the_same_question_reuses_its_statement(loaded: TrainingDB) -> None:
-    question = {"no_such_objective": {"min": 0.5}, "COMT_activity": {"max": 0.9}}
+    question = {"COMT_activity": {"min": 2.0}, "DRD5_activity": {"max": 0.9}}
     loaded.query_runs_by_objectives(question)
     before = store_objectives._objective_query.cache_info()
-    loaded.query_runs_by_objectives({"other": {"min": 0.1}, "COMT_activity": {"max": 0.2}})
+    loaded.query_runs_by_objectives({"DRD5_activity": {"min": 3.0}, "COMT_activity": {"max": 0.2}})
     after = store_objectives._objective_query.cache_info()
     assert after.hits == before.hits + 1  # same shape, other values: built once
     assert after.currsize == before.currsize
@@ -143,16 +157,22 @@ def _sqlite_steps(db: TrainingDB, call: Callable[[], Any]) -> int:
         return 0
 
     def listen(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "run_objectives" in statement:
+        if "run_objectives" in statement and not used:  # the query, not a name check after it
             raw = conn.connection.driver_connection
             raw.set_progress_handler(count, 100)
             used.append(raw)
 
+    def done(*_: Any) -> None:
+        for raw in used:
+            raw.set_progress_handler(None, 100)
+
     sa.event.listen(db.engine, "before_cursor_execute", listen)
+    sa.event.listen(db.engine, "after_cursor_execute", done)
     try:
         call()
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", listen)
+        sa.event.remove(db.engine, "after_cursor_execute", done)
         for raw in used:
             raw.set_progress_handler(None, 100)
     assert used, "the objective statement was not sent"
@@ -181,7 +201,8 @@ def _pg_plan(db: TrainingDB, call: Callable[[], Any]) -> str:
 
 def test_an_unknown_objective_does_not_walk_the_runs(loaded: TrainingDB, backend: str) -> None:
     def ask() -> Any:
-        return loaded.query_runs_by_objectives({"no_such_objective": {"min": 0.5}})
+        with pytest.raises(UnknownNameError):
+            loaded.query_runs_by_objectives({"no_such_objective": {"min": 0.5}})
 
     if backend == "postgresql":
         sa_analyze(loaded)
@@ -221,3 +242,26 @@ def test_a_pooled_connection_closed_by_the_server_is_replaced_at_checkout(
         assert not [r for r in caplog.records if "retrying once" in r.getMessage()]
     finally:
         admin.dispose()
+
+
+def test_a_known_objective_matching_nothing_does_not_walk_the_runs(
+    loaded: TrainingDB, backend: str
+) -> None:
+    """The poll of a control plane: a known objective, a bound no run meets yet. The work
+    of the query must not grow with the number of runs."""
+
+    def ask() -> Any:
+        return loaded.query_runs_by_objectives({"COMT_activity": {"min": 2.0}})
+
+    if backend == "postgresql":
+        sa_analyze(loaded)
+        plan = _pg_plan(loaded, ask)
+        # The objectives' index answers first; the runs are not read beyond a first row.
+        read = [int(rows) for rows in re.findall(r"on training_runs.*?actual rows=(\d+)", plan)]
+        assert all(rows <= 1 for rows in read), plan
+        return
+    small = _sqlite_steps(loaded, ask)
+    add_runs(loaded, 200, 1800)  # ten times the runs
+    sa_analyze(loaded)
+    large = _sqlite_steps(loaded, ask)
+    assert large <= small + 2, (small, large)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from training_db import TrainingDB
-from training_db.core.errors import InvalidArgumentError
+from training_db.core.errors import InvalidArgumentError, UnknownNameError
 from training_db.core.validation import MAX_LIMIT, parse_timestamp
 
 UTC = dt.timezone.utc
@@ -99,7 +99,6 @@ def test_default_order_is_newest_first(populated: TrainingDB) -> None:
         ({"summary.train/loss": {"lt": 0.25}}, ["b", "c", "e"]),
         ({"summary.objectives/COMT/raw_mean": {"gte": 0.5}}, ["a", "c"]),
         ({"summary.label": "run b"}, ["b"]),
-        ({"summary.missing": {"gt": 0}}, []),
         ({"config.training.gradient_method": {"gt": 0}}, []),  # text never compares as number
         # timestamp columns: ISO strings (naive = UTC, Z allowed) and datetimes, any zone
         ({"created_at": {"lt": "2026-01-03"}}, ["a", "b"]),
@@ -123,6 +122,12 @@ def test_filters(populated: TrainingDB, filters: dict[str, Any], expected: list[
     assert sorted(ids(populated.query_runs(filters))) == expected
 
 
+def test_a_summary_key_no_run_has(populated: TrainingDB) -> None:
+    # Was a case of test_filters with an empty answer; now a mistake (test_did_you_mean.py).
+    with pytest.raises(UnknownNameError, match=r"'summary\.missing'"):
+        populated.query_runs({"summary.missing": {"gt": 0}})
+
+
 def test_tag_filters(populated: TrainingDB) -> None:
     populated.set_tags("a", {"owner": "alice", "priority": 3, "reviewed": True})
     populated.set_tags("b", {"owner": "bob", "priority": 1, "reviewed": False})
@@ -131,7 +136,9 @@ def test_tag_filters(populated: TrainingDB) -> None:
     assert ids(populated.query_runs({"tag.priority": {"gt": "2"}})) == ["a"]
     assert ids(populated.query_runs({"tag.reviewed": False})) == ["b"]
     assert ids(populated.query_runs({"tag.owner": {"in": ["bob", "carol"]}})) == ["b"]
-    assert populated.query_runs({"tag.nobody": "x"}) == []
+    # A tag no run has is a mistake, no longer an empty answer (test_did_you_mean.py).
+    with pytest.raises(UnknownNameError, match=r"'tag\.nobody'"):
+        populated.query_runs({"tag.nobody": "x"})
     # None matches a missing tag, as config.<path>: None matches a missing key
     assert sorted(ids(populated.query_runs({"tag.owner": None}))) == ["c", "d", "e"]
     assert sorted(ids(populated.query_runs({"tag.owner": {"ne": None}}))) == ["a", "b"]

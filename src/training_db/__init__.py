@@ -26,6 +26,7 @@ from training_db.core.errors import (
     RunNotFoundError,
     SchemaVersionError,
     TrainingDBError,
+    UnknownNameError,
 )
 from training_db.core.wandb_files import WandbFileError
 
@@ -45,6 +46,7 @@ __all__ = [  # noqa: PLE0604 - the functions are made from the declared operatio
     "SchemaVersionError",
     "TrainingDB",
     "TrainingDBError",
+    "UnknownNameError",
     "WandbFileError",
     "configure",
     "get_db",

@@ -41,7 +41,7 @@ from training_db.store.history import DEFAULT_KEY_METRICS, KeyMetricMapping, his
 from training_db.store.history.keymetrics import KEY_METRICS_INFO
 from training_db.store.history.store import HistoryOperations
 from training_db.store.objectives import ObjectiveOperations
-from training_db.store.records import RunRecord
+from training_db.store.records import KNOWN_NAMES_INFO, RunRecord
 from training_db.store.runs import RunOperations
 from training_db.store.tags import TagOperations
 
@@ -108,8 +108,9 @@ class Database(
         with self._lock:
             if self._engine is None:
                 engine = make_engine(self.url)
-                # The store functions find this database's key-metric mapping here.
-                info = {KEY_METRICS_INFO: self.key_metrics}
+                # The store functions find this database's key-metric mapping and the names
+                # it has confirmed exist (see records.is_known_name) here.
+                info = {KEY_METRICS_INFO: self.key_metrics, KNOWN_NAMES_INFO: set()}
                 self._readers = sessionmaker(engine, expire_on_commit=False, info=info)
                 self._writers = sessionmaker(
                     engine.execution_options(sqlite_write=True),

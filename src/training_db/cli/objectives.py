@@ -11,6 +11,7 @@ from training_db.cli.app import RUN_COLUMNS, Context, format_option, main, pass_
 from training_db.cli.output import (
     columns_option,
     note,
+    print_listing,
     print_record,
     print_records,
     split_columns,
@@ -155,3 +156,22 @@ def objectives_query(
     )
     if more or (all_rows and len(found) == MAX_LIMIT):
         note(context.out, output_format, render.shown_footer(len(found), None))
+
+
+@objectives.command("list")
+@format_option("table", "json", "csv", default="table")
+@pass_context
+def objectives_list(context: Context, output_format: str) -> None:
+    """Every objective name the runs have: runs with it, runs with a value, direction.
+
+    \b
+    Example:
+      training-db objectives list --format csv
+    """
+    print_listing(
+        context.out,
+        output_format,
+        context.db.list_objectives(),
+        ("objective_name", "num_runs", "num_values", "direction"),
+        empty="no objectives recorded",
+    )

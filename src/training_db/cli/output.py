@@ -112,6 +112,24 @@ def print_records(
         click.echo(render.records_csv(names, records), nl=False)
 
 
+def print_listing(
+    out: Console,
+    output_format: str,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    empty: str,
+) -> None:
+    """Plain records (the ``list`` commands) as a table, JSON or CSV with ``columns``;
+    ``empty`` is the table's text when there is no row."""
+    if output_format != "table":
+        print_records(out, output_format, rows, columns)
+    elif not rows:
+        out.print(empty, markup=False)
+    else:
+        print_table(out, render.listing_table(rows, columns))
+
+
 def print_record(out: Console, output_format: str, record: Mapping[str, Any]) -> None:
     """One object as JSON, or as CSV with one row."""
     if output_format == "json":

@@ -684,3 +684,17 @@ def shown_footer(shown: int, total: int | None, noun: str = "runs") -> str | Non
     if total is None:
         return f"{shown} {noun} shown; more match — use --limit or --all"
     return f"{shown} of {total} {noun} shown — use --limit or --all"
+
+
+def listing_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Table:
+    """A plain table of records (objective names, metric names): numbers right-aligned and
+    never wrapped, text folded."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name in columns:
+        numeric = any(isinstance(row[name], (int, float)) for row in rows)
+        table.add_column(
+            name, justify="right" if numeric else "left", no_wrap=numeric, overflow="fold"
+        )
+    for row in rows:
+        table.add_row(*(Text("-" if row[name] is None else str(row[name])) for name in columns))
+    return table

@@ -20,6 +20,7 @@ from training_db.cli.output import (
     wide_option,
 )
 from training_db.cli.parse import parse_since, parse_tags, parse_where
+from training_db.core.errors import UnknownNameError
 from training_db.core.validation import MAX_LIMIT
 from training_db.store.records import RunDict
 
@@ -170,7 +171,10 @@ def show(context: Context, run_id: str, output_format: str) -> None:
 def loss_curve(db: TrainingDB, run_id: str) -> tuple[str, list[float | None]] | None:
     """The first loss key the run logged, as plain values for a sparkline."""
     for key in db.key_metrics.loss:
-        values = db.get_history(run_id, keys=[key]).get(key)
+        try:
+            values = db.get_history(run_id, keys=[key]).get(key)
+        except UnknownNameError:  # a loss key no run of this database logs
+            continue
         if values:
             numbers = [
                 float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None

@@ -62,6 +62,7 @@ def downgrade(context: Context, revision: str, allow_data_loss: bool, yes: bool)
       training-db downgrade 0005
       training-db downgrade 0002 --allow-data-loss --yes     (after a backup)
     """
+    migrations.require_known_revision(revision)
     url = safe_url(context.db.url)
     confirm(f"downgrade the schema of {url} to revision {revision}", yes)
     try:

@@ -8,9 +8,10 @@ means the database could not be reached or failed; it never stands for bad input
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
@@ -24,6 +25,28 @@ class InvalidArgumentError(TrainingDBError, ValueError):
 
     The message names the argument and, where there is a list, the valid choices.
     """
+
+
+class UnknownNameError(InvalidArgumentError):
+    """A name matched nothing the database knows: a status, filter key, column, JSON path,
+    history metric or objective that no stored row has (a typo, usually).
+
+    ``suggestions`` holds the closest known names (the message ends "did you mean ...?").
+    A name the database knows but that no row of the query matches is not this error: that
+    answer is simply empty.
+    """
+
+    def __init__(self, message: str, *, name: str, suggestions: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.name = name
+        self.suggestions = tuple(suggestions)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keyword-only arguments: pickle needs help
+        return (_unknown_name_error, (str(self), self.name, self.suggestions))
+
+
+def _unknown_name_error(message: str, name: str, suggestions: Sequence[str]) -> UnknownNameError:
+    return UnknownNameError(message, name=name, suggestions=suggestions)
 
 
 class CorruptDataError(TrainingDBError, ValueError):

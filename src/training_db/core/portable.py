@@ -166,6 +166,13 @@ def json_is_null(dialect: str, column: Any, path: JsonPath) -> ColumnElement[boo
     return sa.or_(kind.is_(None), kind == "null")
 
 
+def json_has_path(dialect: str, column: Any, path: JsonPath) -> ColumnElement[bool]:
+    """True when ``path`` exists in the document, whatever its value (JSON null included)."""
+    if dialect == "postgresql":
+        return sa.func.jsonb_typeof(_pg_value(column, path)).is_not(None)
+    return sa.func.json_type(column, sqlite_json_path(path)).is_not(None)
+
+
 def upsert(
     session: Session,
     table: FromClause,

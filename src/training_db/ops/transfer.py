@@ -718,6 +718,12 @@ def _sqlite(
 
 
 def _require_intact(connection: sqlite3.Connection, path: Path) -> None:
-    verdict = [row[0] for row in connection.execute("PRAGMA integrity_check")]
+    try:
+        verdict = [row[0] for row in connection.execute("PRAGMA integrity_check")]
+    except sqlite3.DatabaseError as exc:  # "file is not a database": not SQLite at all
+        raise TransferError(
+            f"{path} is not a SQLite database ({exc}); restore a file made by `training-db "
+            "backup` or backup_sqlite()"
+        ) from exc
     if verdict != ["ok"]:
         raise TransferError(f"{path} failed PRAGMA integrity_check: {'; '.join(verdict[:5])}")

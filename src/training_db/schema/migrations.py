@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -24,10 +26,16 @@ from alembic import context as alembic_context
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy import URL, Connection, Engine
 
-from training_db.core.errors import SchemaVersionError
+from training_db.core.errors import (
+    InvalidArgumentError,
+    SchemaVersionError,
+    TrainingDBError,
+    translated_errors,
+)
 from training_db.core.settings import make_engine, safe_url
 from training_db.schema import adoption
 
@@ -258,13 +266,52 @@ def _with_migration_engine(
         done_at=done_at,
     )
     if isinstance(target, Engine):
-        run(target)
+        with _translated(target.url):
+            run(target)
         return
     engine = make_engine(target, for_migrations=True)
     try:
-        run(engine)
+        with _translated(engine.url):
+            run(engine)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def _translated(url: URL) -> Iterator[None]:
+    """Driver errors as this package's (an unreachable server: `DatabaseUnavailableError`),
+    and Alembic's refusal of a revision it cannot find or reach as `InvalidArgumentError`."""
+    try:
+        with translated_errors(safe_url(url)):
+            yield
+    except CommandError as exc:
+        if isinstance(exc, TrainingDBError):  # DataLossError: already says what to do
+            raise
+        known = ", ".join(["base", *revision_ids(), "head"])
+        raise InvalidArgumentError(f"{exc}; revisions: {known}") from exc
+
+
+def revision_ids() -> list[str]:
+    """Every revision id this code knows, oldest first."""
+    script = ScriptDirectory(script_location())
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
+
+
+def require_known_revision(revision: str) -> None:
+    """Refuse a revision Alembic could not resolve, before anything asks or connects.
+
+    ``base``, ``head``/``heads``, relative steps (``-1``, ``head-2``) and any prefix of a
+    known id that Alembic resolves pass; anything else is `InvalidArgumentError` naming the
+    revisions there are (the CLI checks this before asking for confirmation).
+    """
+    script = ScriptDirectory(script_location())
+    if revision in ("base", "head", "heads") or re.fullmatch(r"(head|base)?[-+]\d+", revision):
+        return
+    try:
+        script.get_revision(revision)
+    except (CommandError, RevisionError) as exc:
+        known = ", ".join(["base", *revision_ids(), "head"])
+        raise InvalidArgumentError(f"unknown revision {revision!r}; revisions: {known}") from exc
 
 
 def refuse_data_loss(

@@ -6,6 +6,9 @@ Filter values may arrive as strings from a web form or a command line. A value n
 could match or bind (an unknown status, a timestamp beyond year 9999 in UTC, an integer
 beyond 64 bits, text with a NUL) is an `InvalidArgumentError`, never a driver's exception.
 
+A query that matched nothing because a ``config.``/``summary.``/``tag.`` path exists in no
+run raises `UnknownNameError` with the closest paths (`require_known_paths`).
+
 ``config.<path>`` follows one grammar, read by `parse_json_path` into steps (object keys
 and array indices) that `training_db.core.portable` compiles to the same meaning on both
 backends; docs/guide/querying.md states it for users.
@@ -23,13 +26,16 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement
+from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
 from training_db.core import portable
-from training_db.core.errors import InvalidArgumentError
+from training_db.core.errors import InvalidArgumentError, UnknownNameError
+from training_db.core.suggest import hint, suggestions, unknown_name
 from training_db.core.types import as_utc
 from training_db.core.validation import parse_iso
 from training_db.schema import RUN_STATUSES, RunTag, TrainingRun
+from training_db.store.records import is_known_name, remember_known_name
 
 OPERATORS: Final = ("eq", "ne", "gt", "gte", "lt", "lte", "in")
 MAX_LIMIT: Final = 10_000
@@ -81,9 +87,14 @@ def _order_by_clauses(order_by: str) -> tuple[ColumnElement[Any], ...]:
     # Made once per spelling: a caller polling with the same order pays for it once.
     match = _ORDER_BY.match(order_by)
     if match is None or match.group(1) not in _COLUMNS:
-        raise InvalidArgumentError(
-            f"order_by must be a column name with optional ASC or DESC, got {order_by!r}; "
-            f"columns: {', '.join(sorted(_COLUMNS))}"
+        name = match.group(1) if match is not None else order_by.strip().split(" ")[0]
+        close = suggestions(name, _COLUMNS)
+        listed = "" if close else f"; columns: {', '.join(sorted(_COLUMNS))}"
+        raise UnknownNameError(
+            f"order_by must be a column name with optional ASC or DESC, got {order_by!r}"
+            f"{hint(close)}{listed}",
+            name=name,
+            suggestions=close,
         )
     column = _COLUMNS[match.group(1)]
     descending = (match.group(2) or "ASC").upper() == "DESC"
@@ -147,10 +158,15 @@ def _filter_clause(key: str, value: Any, dialect: str) -> ColumnElement[bool]:
             )
         matches = _json_filter(key, value, dialect, TAGS.value, [])
         return sa.exists().where(TAGS.run_id == RUNS.run_id, TAGS.key == tag_key, matches)
-    raise InvalidArgumentError(
-        f"unknown filter {key!r}; filters are the training_runs columns "
-        f"({', '.join(sorted(_COLUMNS))}), {', '.join(NAMED_FILTERS)}, "
-        "and keys starting with 'config.', 'summary.' or 'tag.'"
+    close = suggestions(key, [*_COLUMNS, *NAMED_FILTERS])
+    listed = (
+        ""
+        if close
+        else f"; filters are the training_runs columns ({', '.join(sorted(_COLUMNS))}), "
+        f"{', '.join(NAMED_FILTERS)}, and keys starting with 'config.', 'summary.' or 'tag.'"
+    )
+    raise UnknownNameError(
+        f"unknown filter {key!r}{hint(close)}{listed}", name=key, suggestions=close
     )
 
 
@@ -215,8 +231,11 @@ def _apply_operators(
 def _choice(key: str, value: Any, choices: tuple[str, ...] | None) -> Any:
     """``value`` if the column allows it (or allows anything), else InvalidArgumentError."""
     if choices is not None and value not in choices:
-        raise InvalidArgumentError(
-            f"filter {key!r}: unknown value {value!r}; valid: {', '.join(choices)}"
+        raise unknown_name(
+            f"filter {key!r}: unknown value {value!r}",
+            str(value),
+            choices,
+            f"; valid: {', '.join(choices)}",
         )
     return value
 
@@ -522,3 +541,119 @@ def _as_number(key: str, operand: Any) -> float | None:
     if math.isnan(number):
         raise InvalidArgumentError(f"filter {key!r}: NaN matches nothing; compare with a number")
     return number
+
+
+# --- paths no run has: "did you mean" for an empty answer ---------------------------------
+
+# How many of the newest runs' documents are read for the known paths (the suggestions),
+# and how many paths at most are compared with a mistyped one.
+PATH_SAMPLE: Final = 200
+MAX_KNOWN_PATHS: Final = 5_000
+_MAX_DEPTH: Final = 8
+
+
+def require_known_paths(session: Session, filters: Mapping[str, Any] | None) -> None:
+    """`UnknownNameError` for a ``config.``/``summary.``/``tag.`` filter whose path no run has.
+
+    Called when a query matched nothing, so it costs nothing on the usual path. A path some
+    run has (whatever its value) is known, and the empty answer stands; so does any answer
+    in a database without runs, which has nothing to compare a path with. A filter that asks
+    for the path's absence (``None``) is never a mistake.
+    """
+    if not filters:
+        return
+    dialect = session.get_bind().dialect.name
+    for key, value in filters.items():
+        if value is None or value == {"eq": None}:
+            continue
+        if key.startswith("config.") and len(key) > len("config."):
+            path = parse_json_path(key, key[len("config.") :])
+            _require_document_path(session, dialect, key, TrainingRun.config_json, path)
+        elif key.startswith("summary.") and len(key) > len("summary."):
+            summary_path: list[str | int] = [key[len("summary.") :]]
+            _require_document_path(
+                session, dialect, key, TrainingRun.final_metrics_json, summary_path
+            )
+        elif key.startswith("tag.") and len(key) > len("tag."):
+            _require_tag_key(session, key, key[len("tag.") :])
+
+
+def _require_document_path(
+    session: Session, dialect: str, key: str, column: Any, path: list[str | int]
+) -> None:
+    if is_known_name(session, "path", key):
+        return
+    documents = session.scalars(
+        sa.select(column).order_by(TrainingRun.created_at.desc()).limit(PATH_SAMPLE)
+    ).all()
+    if not documents:
+        return
+    if any(_has_path(document, path) for document in documents):
+        remember_known_name(session, "path", key)
+        return
+    # Not among the newest runs: one look at them all before calling it a mistake.
+    found = session.scalar(
+        sa.select(sa.literal(1)).where(portable.json_has_path(dialect, column, path)).limit(1)
+    )
+    if found is not None:
+        remember_known_name(session, "path", key)
+        return
+    prefix, _, written = key.partition(".")
+    known: dict[str, None] = {}
+    for document in documents:
+        if isinstance(document, Mapping):
+            if prefix == "summary":
+                known.update(dict.fromkeys(str(name) for name in document))
+            else:
+                known.update(dict.fromkeys(_paths(document)))
+        if len(known) >= MAX_KNOWN_PATHS:
+            break
+    close = suggestions(written, known)
+    raise UnknownNameError(
+        f"filter {key!r}: no run has {prefix} {written!r}, so nothing can match{hint(close)}",
+        name=key,
+        suggestions=[f"{prefix}.{name}" for name in close],
+    )
+
+
+def _require_tag_key(session: Session, key: str, tag_key: str) -> None:
+    if is_known_name(session, "tag", tag_key):
+        return
+    if session.scalar(sa.select(RunTag.key).where(RunTag.key == tag_key).limit(1)) is not None:
+        remember_known_name(session, "tag", tag_key)
+        return
+    known = session.scalars(sa.select(RunTag.key).distinct().limit(MAX_KNOWN_PATHS)).all()
+    if not known:
+        return
+    close = suggestions(tag_key, known)
+    raise UnknownNameError(
+        f"filter {key!r}: no run has the tag {tag_key!r}, so nothing can match{hint(close)}",
+        name=key,
+        suggestions=[f"tag.{name}" for name in close],
+    )
+
+
+def _has_path(document: Any, path: list[str | int]) -> bool:
+    node = document
+    for step in path:
+        if isinstance(step, int) and isinstance(node, list):
+            if not -len(node) <= step < len(node):
+                return False
+            node = node[step]
+        elif isinstance(step, str) and isinstance(node, Mapping) and step in node:
+            node = node[step]
+        else:
+            return False
+    return True
+
+
+def _paths(document: Mapping[str, Any], depth: int = 0) -> list[str]:
+    """The dotted paths of a document's objects (lists are not entered), as a filter spells
+    them: a key with a dot, a quote-worthy digit string, quoted."""
+    found: list[str] = []
+    for name, value in document.items():
+        segment = f'"{name}"' if "." in name or _INDEX.fullmatch(name) else name
+        found.append(segment)
+        if isinstance(value, Mapping) and depth < _MAX_DEPTH:
+            found += [f"{segment}.{inner}" for inner in _paths(value, depth + 1)]
+    return found

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from training_db.core import portable
 from training_db.core.errors import InvalidArgumentError, ObjectiveAlreadyExistsError
 from training_db.core.operations import Operations, read, write
+from training_db.core.suggest import unknown_name
 from training_db.core.validation import (
     check_text,
     optional_number,
@@ -40,6 +41,8 @@ from training_db.store.records import (
     RECORD_COLUMNS,
     RunDict,
     execute,
+    is_known_name,
+    remember_known_name,
     run_id_of,
     run_to_dict,
     tags_by_run,
@@ -50,6 +53,8 @@ METRIC_TYPES: Final = ("raw_mean", "normalized_mean", "raw_std", "normalized_std
 FILTER_KEYS: Final = ("min", "max", "metric")
 DEFAULT_METRIC: Final = "raw_mean"
 OBJECTIVE_NAME_MAX_LENGTH: Final = 255
+# How many distinct names at most are compared with one that matched nothing.
+MAX_KNOWN_NAMES: Final = 10_000
 # W&B summary keys ``objectives/<alias>/<metric_type>``; an alias ends in its direction.
 SUMMARY_OBJECTIVES_PREFIX: Final = "objectives/"
 
@@ -91,8 +96,11 @@ def validate_objective_name(objective_name: Any) -> str:
 
 def validate_metric_type(metric_type: Any) -> str:
     if metric_type not in METRIC_TYPES:
-        raise InvalidArgumentError(
-            f"unknown metric type {metric_type!r}; valid: {', '.join(METRIC_TYPES)}"
+        raise unknown_name(
+            f"unknown metric type {metric_type!r}",
+            str(metric_type),
+            METRIC_TYPES,
+            f"; valid: {', '.join(METRIC_TYPES)}",
         )
     return str(metric_type)
 
@@ -226,6 +234,56 @@ def get_run_objectives(session: Session, run_id: str) -> list[dict[str, Any]]:
     return [objective_to_dict(row) for row in rows]
 
 
+def require_known_objective(session: Session, objective_name: str) -> None:
+    """`UnknownNameError`, with the closest names, when no run has an objective of this name.
+
+    The reads call it only when their answer is empty: a name some run has keeps its empty
+    answer (no values in the filtered runs), and so does any name in a database without
+    objectives, which has nothing to compare it with.
+    """
+    if is_known_name(session, "objective", objective_name):
+        return
+    exists = sa.select(RunObjective.id).where(RunObjective.objective_name == objective_name)
+    if session.scalar(exists.limit(1)) is not None:
+        remember_known_name(session, "objective", objective_name)
+        return
+    known = session.scalars(
+        sa.select(RunObjective.objective_name).distinct().limit(MAX_KNOWN_NAMES)
+    ).all()
+    if known:
+        raise unknown_name(
+            f"no run has an objective named {objective_name!r}",
+            objective_name,
+            known,
+        )
+
+
+def list_objectives(session: Session) -> list[dict[str, Any]]:
+    """Every objective name the runs have, by name: ``objective_name``, ``num_runs`` (runs
+    with the objective), ``num_values`` (of those, runs with a ``raw_mean``) and
+    ``direction`` (``maximize``/``minimize`` when the runs that set one agree, else None)."""
+    rows = session.execute(
+        sa.select(
+            RunObjective.objective_name,
+            sa.func.count(),
+            sa.func.count(RunObjective.raw_mean),
+            sa.func.min(RunObjective.direction),
+            sa.func.max(RunObjective.direction),
+        )
+        .group_by(RunObjective.objective_name)
+        .order_by(RunObjective.objective_name)
+    ).all()
+    return [
+        {
+            "objective_name": name,
+            "num_runs": int(num_runs),
+            "num_values": int(num_values),
+            "direction": lowest if lowest == highest else None,
+        }
+        for name, num_runs, num_values, lowest, highest in rows
+    ]
+
+
 @dataclass(frozen=True)
 class ObjectiveFilter:
     """One entry of ``query_runs_by_objectives``: a metric within inclusive bounds."""
@@ -298,7 +356,8 @@ def query_runs_by_objectives(
     'metric': 'normalized_mean'}}``: bounds are inclusive, ``metric`` defaults to
     ``raw_mean``, a NULL (or NaN) value never matches. Each result is a ``get_run`` dict
     plus ``objectives``: ``{name: {metric_type: value}}`` for the filtered objectives.
-    Ties in ``created_at`` are ordered by ``run_id``.
+    Ties in ``created_at`` are ordered by ``run_id``. When nothing matches, an objective
+    name no run has raises `UnknownNameError` with the closest names.
     """
     wanted = parse_objective_filters(objective_filters)
     gradient_method = _optional_gradient_method(gradient_method)
@@ -320,6 +379,9 @@ def query_runs_by_objectives(
     if status is not None:
         parameters["status"] = status
     rows = execute(session, statement, parameters).all()
+    if not rows:
+        for each in wanted:
+            require_known_objective(session, each.objective_name)
     tags = tags_by_run(session, [run_id_of(row) for row in rows])
     width = len(RECORD_COLUMNS)
     found: list[RunDict] = []
@@ -422,7 +484,8 @@ def get_objective_statistics(
     """``objective_name``, ``count``, ``avg``, ``min``, ``max`` and ``std`` of one metric.
 
     ``std`` is the population standard deviation (divided by the count, not count - 1).
-    NULL values are left out; with no values, ``avg``, ``min``, ``max`` and ``std`` are None.
+    NULL values are left out; with no values, ``avg``, ``min``, ``max`` and ``std`` are None,
+    unless no run has an objective of this name: `UnknownNameError`, with the closest names.
     """
     validate_objective_name(objective_name)
     validate_metric_type(metric_type)
@@ -444,6 +507,8 @@ def get_objective_statistics(
         ).select_from(values)
     ).one()
     count = int(row[0])
+    if count == 0:
+        require_known_objective(session, objective_name)
     statistics: dict[str, Any] = {
         "objective_name": objective_name,
         "count": count,
@@ -485,7 +550,8 @@ def compare_gradient_methods(
 
     ``best`` is the minimum for an objective whose rows say ``minimize`` (and none
     ``maximize``), else the maximum. Methods are ordered by ``avg`` in that direction,
-    then by ``best``, then by name. ``status=None`` compares runs of every status.
+    then by ``best``, then by name. ``status=None`` compares runs of every status. An
+    objective name no run has raises `UnknownNameError`, with the closest names.
     """
     validate_objective_name(objective_name)
     validate_metric_type(metric_type)
@@ -506,6 +572,8 @@ def compare_gradient_methods(
         .select_from(values)
         .group_by(method)
     ).all()
+    if not groups:
+        require_known_objective(session, objective_name)
     minimizing = sum(group[5] for group in groups)
     maximizing = sum(group[6] for group in groups)
     minimize = bool(minimizing) and not maximizing
@@ -596,6 +664,7 @@ class ObjectiveOperations(Operations):
     insert_objective = write(insert_objective)
     update_objective_metric = write(update_objective_metric, idempotent=True)
     get_run_objectives = read(get_run_objectives)
+    list_objectives = read(list_objectives)
     query_runs_by_objectives = read(query_runs_by_objectives, returns="runs")
     get_objective_statistics = read(get_objective_statistics)
     compare_gradient_methods = read(compare_gradient_methods)

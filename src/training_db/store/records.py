@@ -181,6 +181,34 @@ TAGS_BY_RUN: Final = (
 )
 
 
+KNOWN_NAMES_INFO: Final = "training_db.known_names"
+KNOWN_NAMES_CACHED: Final = 4096
+
+
+def is_known_name(session: Session, kind: str, name: str) -> bool:
+    """Whether this database already found ``name`` (of ``kind``: an objective, a JSON path,
+    a tag key, a metric) in its data, so that an empty answer need not look again.
+
+    The did-you-mean checks run when a read's answer is empty; a poller asking the same
+    question until something matches would pay for the check every time. The names are
+    kept per `Database` (``session.info``, set by its session makers; a session made
+    elsewhere keeps none). Names are only added, never taken back: if the last run with a
+    name went away, an empty answer is what the caller gets, as before these checks.
+    """
+    return (kind, name) in session.info.get(KNOWN_NAMES_INFO, ())
+
+
+def remember_known_name(session: Session, kind: str, name: str) -> None:
+    """Note that ``name`` exists (see `is_known_name`); the set is bounded and starts over
+    when full."""
+    known = session.info.get(KNOWN_NAMES_INFO)
+    if known is None:
+        return
+    if len(known) >= KNOWN_NAMES_CACHED:
+        known.clear()
+    known.add((kind, name))
+
+
 def execute(
     session: Session, statement: Executable, parameters: Mapping[str, Any] | None = None
 ) -> CursorResult[Any]:

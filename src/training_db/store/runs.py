@@ -25,6 +25,7 @@ from training_db.core.errors import (
     RunNotFoundError,
 )
 from training_db.core.operations import ALWAYS, Operations, read, write
+from training_db.core.suggest import unknown_name
 from training_db.core.types import utc_now
 from training_db.core.validation import (
     check_text,
@@ -80,7 +81,12 @@ def validate_run_id(run_id: Any) -> str:
 
 def validate_status(status: Any) -> str:
     if status not in RUN_STATUSES:
-        raise InvalidArgumentError(f"unknown status {status!r}; valid: {', '.join(RUN_STATUSES)}")
+        raise unknown_name(
+            f"unknown status {status!r}",
+            str(status),
+            RUN_STATUSES,
+            f"; valid: {', '.join(RUN_STATUSES)}",
+        )
     return str(status)
 
 
@@ -152,7 +158,9 @@ def query_runs(
     ``created_after`` (ISO 8601); ``has_blog_post`` / ``has_crash_analysis`` (bool);
     ``config.<dotted.path>``, ``summary.<key>`` and ``tag.<key>`` on JSON values (numbers
     compare as numbers). ``order_by`` is one column with optional ASC/DESC (NULLs last,
-    ties by run_id); ``limit`` is 1 to 10,000.
+    ties by run_id); ``limit`` is 1 to 10,000. A misspelt name raises `UnknownNameError`
+    with the closest known ones: a column, a status, or (when nothing matched) a
+    ``config.``/``summary.``/``tag.`` path that no run has.
     """
     dialect = session.get_bind().dialect.name
     question = _question_key(filters, order_by, limit, dialect)
@@ -166,6 +174,8 @@ def query_runs(
         if question is not None:
             _QUESTIONS.put(question, statement)
     rows = execute(session, statement).all()
+    if not rows:
+        run_filters.require_known_paths(session, filters)
     tags = tags_by_run(session, [run_id_of(row) for row in rows])
     return [run_to_dict(row, tags[run_id_of(row)]) for row in rows]
 

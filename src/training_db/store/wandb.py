@@ -236,7 +236,7 @@ def _history_recorded(session: Session, run_id: str, rows: Sequence[Mapping[str,
     keys = [key for key in keys if key != STEP_KEY]
     if not keys:
         return True
-    columns = history_store.get_history(session, run_id, keys)
+    columns = history_store.read_history(session, run_id, keys)
     steps = columns[STEP_KEY]
     stored = {key: dict(zip(steps, columns.get(key, []), strict=False)) for key in keys}
     for row in rows:

@@ -24,8 +24,11 @@ from training_db.store.history.store import (
     get_history,
     has_history,
     history_json,
+    list_metrics,
     log_history,
     metric_series,
+    read_history,
+    require_known_metrics,
 )
 
 __all__ = [
@@ -43,10 +46,13 @@ __all__ = [
     "get_history",
     "has_history",
     "history_json",
+    "list_metrics",
     "log_history",
     "metric_series",
     "normalize_history",
     "pack_planes",
+    "read_history",
+    "require_known_metrics",
     "to_columns",
     "unpack_planes",
 ]

@@ -10,18 +10,20 @@ input shapes are in `shapes`, the per-step key metrics in `keymetrics`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from training_db.core import jsoncodec
 from training_db.core.operations import Operations, read, write
+from training_db.core.suggest import unknown_name
 from training_db.schema import HistoryMetric, RunHistory, RunHistoryKeyMetrics
 from training_db.store.history.codec import decode_series, encode_series
 from training_db.store.history.keymetrics import key_metrics_of, store_key_metrics
 from training_db.store.history.rows import HISTORY_TABLE, load_series, metric_ids
 from training_db.store.history.shapes import (
+    STEP_KEY,
     HistoryColumns,
     MetricSeries,
     metric_name,
@@ -29,7 +31,11 @@ from training_db.store.history.shapes import (
     step_number,
     to_columns,
 )
+from training_db.store.records import is_known_name, remember_known_name
 from training_db.store.runs import lock_run, require_run, validate_run_id
+
+# How many metric names at most are compared with one that no run logged.
+MAX_KNOWN_METRICS: Final = 10_000
 
 
 def log_history(session: Session, run_id: str, history: Any) -> int:
@@ -82,8 +88,62 @@ def get_history(
 
     A value is None where the key was not logged at that step, NaN where a NaN was
     logged. ``keys`` selects metrics (only those rows are read); ``min_step`` and
-    ``max_step`` bound the steps, inclusive.
+    ``max_step`` bound the steps, inclusive. A key no run has logged raises
+    `UnknownNameError` with the closest metric names (`list_metrics` lists them); a key
+    other runs logged but this one did not, or not within the steps, is simply absent.
     """
+    columns = read_history(session, run_id, keys, min_step, max_step)
+    if keys is not None:
+        require_known_metrics(session, [key for key in _key_list(keys) if key not in columns])
+    return columns
+
+
+def _key_list(keys: Sequence[str] | str) -> list[str]:
+    return [keys] if isinstance(keys, str) else list(keys)
+
+
+def require_known_metrics(session: Session, keys: Sequence[str]) -> None:
+    """`UnknownNameError` for the first of ``keys`` that no run has logged.
+
+    A database without history has nothing to compare a name with: nothing is raised.
+    """
+    if not keys:
+        return
+    names = [
+        name
+        for name in map(metric_name, keys)
+        if name != STEP_KEY and not is_known_name(session, "metric", name)
+    ]
+    if not names:
+        return
+    logged = set(
+        session.scalars(
+            sa.select(HistoryMetric.name)
+            .join(RunHistory, RunHistory.metric_id == HistoryMetric.id)
+            .where(HistoryMetric.name.in_(names))
+            .distinct()
+        )
+    )
+    for name in logged:
+        remember_known_name(session, "metric", name)
+    unknown = [name for name in names if name not in logged]
+    if not unknown:
+        return
+    known = session.scalars(
+        sa.select(HistoryMetric.name).order_by(HistoryMetric.name).limit(MAX_KNOWN_METRICS)
+    ).all()
+    if known:
+        raise unknown_name(f"no run has logged the metric {unknown[0]!r}", unknown[0], known)
+
+
+def read_history(
+    session: Session,
+    run_id: str,
+    keys: Sequence[str] | None = None,
+    min_step: int | None = None,
+    max_step: int | None = None,
+) -> HistoryColumns:
+    """`get_history` without the check of ``keys``: an unknown key is simply absent."""
     validate_run_id(run_id)
     if isinstance(keys, str):
         keys = [keys]
@@ -121,6 +181,36 @@ def get_history(
     return to_columns(series)
 
 
+def list_metrics(session: Session, run_id: str | None = None) -> list[dict[str, Any]]:
+    """The history metrics logged, by name: of one run (``run_id``) or of every run.
+
+    Each is a dict: ``metric`` (the W&B key), ``num_runs`` (runs that logged it),
+    ``num_points`` (logged values, over those runs), ``first_step`` and ``last_step``.
+    """
+    statement = sa.select(
+        HistoryMetric.name,
+        sa.func.count(),
+        sa.func.sum(RunHistory.num_points),
+        sa.func.min(RunHistory.first_step),
+        sa.func.max(RunHistory.last_step),
+    ).join(HistoryMetric, HistoryMetric.id == RunHistory.metric_id)
+    if run_id is not None:
+        validate_run_id(run_id)
+        require_run(session, run_id)
+        statement = statement.where(RunHistory.run_id == run_id)
+    rows = session.execute(statement.group_by(HistoryMetric.name).order_by(HistoryMetric.name))
+    return [
+        {
+            "metric": name,
+            "num_runs": int(num_runs),
+            "num_points": int(num_points),
+            "first_step": int(first_step),
+            "last_step": int(last_step),
+        }
+        for name, num_runs, num_points, first_step, last_step in rows
+    ]
+
+
 def has_history(session: Session, run_id: str) -> bool:
     return (
         session.scalar(sa.select(RunHistory.metric_id).where(RunHistory.run_id == run_id).limit(1))
@@ -141,7 +231,7 @@ def history_json(session: Session, run_id: str) -> str | None:
     """The run's history as the JSON text of its columns dict, or None without history."""
     if not has_history(session, run_id):
         return None
-    return jsoncodec.dumps(get_history(session, run_id))
+    return jsoncodec.dumps(read_history(session, run_id))
 
 
 def metric_series(
@@ -173,4 +263,5 @@ class HistoryOperations(Operations):
 
     log_history = write(log_history, idempotent=True, history=("history",))
     get_history = read(get_history)
+    list_metrics = read(list_metrics)
     delete_history = write(delete_history, safe=False)
