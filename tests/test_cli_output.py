@@ -272,3 +272,16 @@ def test_import_wandb_lists_only_what_changed(
     records = json.loads(invoke(db_url, "import-wandb", str(tree), "--format", "json").stdout)
     assert [r["action"] for r in records] == ["unchanged", "unchanged"]
     assert set(records[0]) == set(render.IMPORT_FIELDS)
+
+
+def test_tables_print_brackets_in_values_as_they_are(db_url: URL) -> None:
+    """A run id or method with brackets is data, not rich markup: tables keep it whole."""
+    db = TrainingDB(db_url)
+    db.insert_run("exp[lr]", None, {"gradient_method": "[bold]mgda"})
+    db.dispose()
+    listed = invoke(db_url, "runs", columns=120)
+    assert listed.exit_code == 0, listed.output
+    assert "exp[lr]" in listed.output and "[bold]mgda" in listed.output
+    shown = invoke(db_url, "show", "exp[lr]", columns=120)
+    assert shown.exit_code == 0, shown.output
+    assert "exp[lr]" in shown.output

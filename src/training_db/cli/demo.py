@@ -61,11 +61,11 @@ def demo(context: Context, plot_path: str, yes: bool) -> None:
             yes,
         )
     recorded = record_demo_runs(context.db, log=lambda line: context.out.print(line, markup=False))
-    context.out.print(f"\n[bold]database:[/] {escape(target)}")
-    context.out.print(f"[bold]recorded:[/] {len(recorded)} new runs\n")
-    context.out.print("[bold]$ training-db runs --tag demo=true[/]")
+    context.out.print(f"\n[bold]database:[/] {escape(target)}", markup=True)
+    context.out.print(f"[bold]recorded:[/] {len(recorded)} new runs\n", markup=True)
+    context.out.print("[bold]$ training-db runs --tag demo=true[/]", markup=True)
     context.out.print(render.runs_table(context.db.query_runs({"tag.demo": True}, limit=20)))
-    context.out.print("\n[bold]$ training-db objectives compare COMT_activity[/]")
+    context.out.print("\n[bold]$ training-db objectives compare COMT_activity[/]", markup=True)
     comparison = context.db.compare_gradient_methods("COMT_activity")
     context.out.print(render.comparison_table(comparison))
     try:
@@ -78,5 +78,6 @@ def demo(context: Context, plot_path: str, yes: bool) -> None:
     else:
         context.out.print(
             f"\n[bold]$ training-db plot --group-by gradient_method "
-            f"--metric train/loss -o {escape(plot_path)}[/]\nwrote {escape(str(written))}"
+            f"--metric train/loss -o {escape(plot_path)}[/]\nwrote {escape(str(written))}",
+            markup=True,
         )

@@ -51,11 +51,13 @@ class _TrimmedStdout(io.TextIOBase):
 def make_console() -> Console:
     """The console of a command: the terminal's width at a terminal; piped, `PIPED_WIDTH`
     (or ``COLUMNS``) with trailing spaces trimmed."""
+    # markup=False: what the database holds (a run id like ``exp[lr]``, a path, a message)
+    # prints as it is, in tables too; a command's own styling asks for markup=True.
     if Console().is_terminal:
-        return Console(highlight=False, soft_wrap=False)
+        return Console(highlight=False, soft_wrap=False, markup=False)
     width = None if "COLUMNS" in os.environ else PIPED_WIDTH
     trimmed = cast(IO[str], _TrimmedStdout())
-    return Console(file=trimmed, highlight=False, soft_wrap=False, width=width)
+    return Console(file=trimmed, highlight=False, soft_wrap=False, width=width, markup=False)
 
 
 def columns_option(function: F) -> F:
