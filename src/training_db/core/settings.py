@@ -452,5 +452,12 @@ def _install_sqlite_hooks(
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        immediate = connection.get_execution_options().get("sqlite_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if connection.get_execution_options().get("sqlite_write", False):
+            # Through SQLAlchemy: "database is locked" must arrive as its OperationalError,
+            # which the retry policy of Database._transaction recognises.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            # A deferred BEGIN takes no lock and cannot meet one: sent on the driver's
+            # connection, it skips SQLAlchemy's execution path (a read's largest fixed cost
+            # after the session itself).
+            connection.connection.driver_connection.execute("BEGIN")
