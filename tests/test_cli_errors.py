@@ -76,7 +76,7 @@ def assert_one_line_error(exit_code: int, stderr: str) -> str:
 
 @pytest.fixture
 def demo_url(db_url: URL, tmp_path: Path) -> URL:
-    result = invoke("--url", text(db_url), "demo", "--plot", str(tmp_path / "demo.png"))
+    result = invoke("--url", text(db_url), "demo", "--yes", "--plot", str(tmp_path / "demo.png"))
     assert result.exit_code == 0, result.output
     return db_url
 
