@@ -211,14 +211,29 @@ def test_memory_database_works_across_calls() -> None:
     assert database.get_run("r") is not None
 
 
-def test_postgres_engine_uses_pre_ping_and_timeouts(pg_empty_url: sa.URL) -> None:
+def test_postgres_engine_replaces_dead_connections_without_a_ping_and_sets_timeouts(
+    pg_empty_url: sa.URL,
+) -> None:
+    """No ``SELECT 1`` per checkout (the per-call cost): a pooled connection whose backend
+    was terminated is found closed at checkout and replaced, and the timeouts apply."""
     engine = make_engine(
         pg_empty_url,
         env={"TRAINING_DB_CONNECT_TIMEOUT": "3", "TRAINING_DB_STATEMENT_TIMEOUT": "1.5"},
     )
     try:
-        assert engine.pool._pre_ping  # type: ignore[attr-defined]
+        assert not engine.pool._pre_ping  # type: ignore[attr-defined]
         with engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "1500ms"
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        # Terminated from another engine, while it idles in the pool.
+        admin = sa.create_engine(pg_empty_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)}, 5000)")
+        finally:
+            admin.dispose()
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
             assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "1500ms"
     finally:
         engine.dispose()
