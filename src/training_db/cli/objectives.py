@@ -9,16 +9,14 @@ import click
 from training_db.cli import render
 from training_db.cli.app import RUN_COLUMNS, Context, format_option, main, pass_context
 from training_db.cli.output import (
-    columns_option,
     note,
     print_listing,
     print_record,
     print_records,
     split_columns,
-    wide_option,
 )
 from training_db.cli.parse import parse_objective_conditions
-from training_db.cli.runs import all_option, print_runs, with_objectives
+from training_db.cli.runs import print_runs, run_list_options, with_objectives
 from training_db.core.validation import MAX_LIMIT
 
 metric_option = click.option(
@@ -103,11 +101,7 @@ def objectives_stats(
 @metric_option
 @click.option("--method", "gradient_method", help="Runs of this gradient method only.")
 @click.option("--status", help="Runs of this status only.")
-@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True)
-@all_option
-@columns_option
-@wide_option
-@format_option("table", "json", "csv", default="table")
+@run_list_options
 @pass_context
 def objectives_query(
     context: Context,

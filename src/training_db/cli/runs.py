@@ -12,6 +12,7 @@ from training_db.api import TrainingDB
 from training_db.cli import render
 from training_db.cli.app import RUN_COLUMNS, Context, format_option, main, pass_context
 from training_db.cli.output import (
+    F,
     columns_option,
     note,
     print_record,
@@ -30,6 +31,21 @@ all_option = click.option(
     is_flag=True,
     help=f"Every matching run (at most {MAX_LIMIT:,}) instead of --limit.",
 )
+
+
+def run_list_options(function: F) -> F:
+    """The options of a command that lists runs, in this order in its help: ``--limit``,
+    ``--all``, ``--columns``, ``--wide`` and ``--format table|json|csv``."""
+    options = (
+        click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True),
+        all_option,
+        columns_option,
+        wide_option,
+        format_option("table", "json", "csv", default="table"),
+    )
+    for option in reversed(options):  # the last decorator is applied first
+        function = option(function)
+    return function
 
 
 def with_objectives(db: TrainingDB, found: Sequence[RunDict], names: Sequence[str]) -> None:
@@ -87,11 +103,7 @@ def print_runs(
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag equality.")
 @click.option("--since", help="Created within e.g. 7d, 12h, 30m, or after an ISO timestamp.")
 @click.option("--order-by", default="created_at DESC", show_default=True)
-@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True)
-@all_option
-@columns_option
-@wide_option
-@format_option("table", "json", "csv", default="table")
+@run_list_options
 @pass_context
 def runs(
     context: Context,

@@ -9,8 +9,8 @@ carries the suggestions.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
 from training_db.core.errors import UnknownNameError
 
@@ -66,3 +66,12 @@ def unknown_name(message: str, name: str, known: Iterable[str], then: str = "") 
 
 def _ratio(name: str, candidate: str) -> float:
     return difflib.SequenceMatcher(None, name, candidate).ratio()
+
+
+def require_one_of(value: Any, valid: Sequence[str], message: str) -> str:
+    """``value`` as a string when it is one of the fixed names ``valid``; otherwise
+    `UnknownNameError` with ``message``, the valid names, and "did you mean" when one is close.
+    """
+    if value not in valid:
+        raise unknown_name(message, str(value), valid, f"; valid: {', '.join(valid)}")
+    return str(value)

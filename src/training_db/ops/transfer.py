@@ -35,6 +35,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, Row, Table
 
 from training_db.core.errors import InvalidArgumentError, SchemaVersionError, TrainingDBError
+from training_db.core.files import fsync_path
 from training_db.core.sequences import reset_sequences
 from training_db.core.settings import (
     is_memory_sqlite,
@@ -579,20 +580,11 @@ def _write_snapshot(
                 _require_intact(copy, partial)
         if mode is not None:
             os.chmod(partial, mode)
-        _fsync(partial)
+        fsync_path(partial)
         os.replace(partial, destination)
-        _fsync(destination.parent)
+        fsync_path(destination.parent)
     finally:
         partial.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file's (or a folder's entries') writes to disk."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from training_db.core.files import fsync_path
+
 SPOOL_DIR_ENV: Final = "TRAINING_DB_SPOOL_DIR"
 SPOOL_FILE: Final = "spool.jsonl"
 REJECTED_FILE: Final = "spool.rejected"
@@ -98,7 +100,7 @@ class Spool:
         finally:
             os.close(fd)
         os.replace(temporary, self.path)
-        _fsync_directory(self.directory)
+        fsync_path(self.directory)
 
     def reject(self, entries: Sequence[Mapping[str, Any]]) -> None:
         """Append entries to ``spool.rejected`` durably. Hold ``locked()``."""
@@ -123,7 +125,7 @@ def _append_durably(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     if created:
-        _fsync_directory(path.parent)
+        fsync_path(path.parent)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -131,11 +133,3 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -21,7 +21,7 @@ import datetime as dt
 import functools
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -31,11 +31,11 @@ from sqlalchemy.types import TypeDecorator
 
 from training_db.core import portable
 from training_db.core.errors import InvalidArgumentError, UnknownNameError
-from training_db.core.suggest import hint, suggestions, unknown_name
+from training_db.core.suggest import hint, require_one_of, suggestions
 from training_db.core.types import as_utc
 from training_db.core.validation import parse_iso
 from training_db.schema import RUN_STATUSES, RunTag, TrainingRun
-from training_db.store.records import is_known_name, remember_known_name
+from training_db.store.records import is_known_name, name_found, remember_known_name
 
 OPERATORS: Final = ("eq", "ne", "gt", "gte", "lt", "lte", "in")
 MAX_LIMIT: Final = 10_000
@@ -230,13 +230,8 @@ def _apply_operators(
 
 def _choice(key: str, value: Any, choices: tuple[str, ...] | None) -> Any:
     """``value`` if the column allows it (or allows anything), else InvalidArgumentError."""
-    if choices is not None and value not in choices:
-        raise unknown_name(
-            f"filter {key!r}: unknown value {value!r}",
-            str(value),
-            choices,
-            f"; valid: {', '.join(choices)}",
-        )
+    if choices is not None:
+        require_one_of(value, choices, f"filter {key!r}: unknown value {value!r}")
     return value
 
 
@@ -581,6 +576,9 @@ def require_known_paths(session: Session, filters: Mapping[str, Any] | None) -> 
 def _require_document_path(
     session: Session, dialect: str, key: str, column: Any, path: list[str | int]
 ) -> None:
+    """`UnknownNameError` when no run's document in ``column`` has ``path`` (filter ``key``):
+    the newest runs are looked at first, then all of them in one query,
+    and the paths of the newest runs are the suggestions."""
     if is_known_name(session, "path", key):
         return
     documents = session.scalars(
@@ -592,11 +590,8 @@ def _require_document_path(
         remember_known_name(session, "path", key)
         return
     # Not among the newest runs: one look at them all before calling it a mistake.
-    found = session.scalar(
-        sa.select(sa.literal(1)).where(portable.json_has_path(dialect, column, path)).limit(1)
-    )
-    if found is not None:
-        remember_known_name(session, "path", key)
+    probe = sa.select(sa.literal(1)).where(portable.json_has_path(dialect, column, path))
+    if name_found(session, "path", key, probe.limit(1)):
         return
     prefix, _, written = key.partition(".")
     known: dict[str, None] = {}
@@ -608,28 +603,29 @@ def _require_document_path(
                 known.update(dict.fromkeys(_paths(document)))
         if len(known) >= MAX_KNOWN_PATHS:
             break
-    close = suggestions(written, known)
-    raise UnknownNameError(
-        f"filter {key!r}: no run has {prefix} {written!r}, so nothing can match{hint(close)}",
-        name=key,
-        suggestions=[f"{prefix}.{name}" for name in close],
-    )
+    raise _nothing_can_match(key, f"{prefix} {written!r}", written, known)
 
 
 def _require_tag_key(session: Session, key: str, tag_key: str) -> None:
-    if is_known_name(session, "tag", tag_key):
-        return
-    if session.scalar(sa.select(RunTag.key).where(RunTag.key == tag_key).limit(1)) is not None:
-        remember_known_name(session, "tag", tag_key)
+    """`UnknownNameError` when no run has the tag ``tag_key`` and some run has tags."""
+    probe = sa.select(RunTag.key).where(RunTag.key == tag_key).limit(1)
+    if name_found(session, "tag", tag_key, probe):
         return
     known = session.scalars(sa.select(RunTag.key).distinct().limit(MAX_KNOWN_PATHS)).all()
     if not known:
         return
-    close = suggestions(tag_key, known)
-    raise UnknownNameError(
-        f"filter {key!r}: no run has the tag {tag_key!r}, so nothing can match{hint(close)}",
+    raise _nothing_can_match(key, f"the tag {tag_key!r}", tag_key, known)
+
+
+def _nothing_can_match(key: str, what: str, name: str, known: Iterable[str]) -> UnknownNameError:
+    """The error for filter ``key`` on a name no run has (``what``, e.g. "the tag 'x'"),
+    suggesting the known names close to ``name``, spelt as filter keys."""
+    prefix = key.partition(".")[0]
+    close = suggestions(name, known)
+    return UnknownNameError(
+        f"filter {key!r}: no run has {what}, so nothing can match{hint(close)}",
         name=key,
-        suggestions=[f"tag.{name}" for name in close],
+        suggestions=[f"{prefix}.{each}" for each in close],
     )
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from training_db.core import portable
 from training_db.core.errors import InvalidArgumentError, ObjectiveAlreadyExistsError
 from training_db.core.operations import Operations, read, write
-from training_db.core.suggest import unknown_name
+from training_db.core.suggest import require_one_of, unknown_name
 from training_db.core.validation import (
     check_text,
     optional_number,
@@ -41,8 +41,7 @@ from training_db.store.records import (
     RECORD_COLUMNS,
     RunDict,
     execute,
-    is_known_name,
-    remember_known_name,
+    name_found,
     run_id_of,
     run_to_dict,
     tags_by_run,
@@ -95,14 +94,7 @@ def validate_objective_name(objective_name: Any) -> str:
 
 
 def validate_metric_type(metric_type: Any) -> str:
-    if metric_type not in METRIC_TYPES:
-        raise unknown_name(
-            f"unknown metric type {metric_type!r}",
-            str(metric_type),
-            METRIC_TYPES,
-            f"; valid: {', '.join(METRIC_TYPES)}",
-        )
-    return str(metric_type)
+    return require_one_of(metric_type, METRIC_TYPES, f"unknown metric type {metric_type!r}")
 
 
 def validate_direction(direction: Any) -> str | None:
@@ -241,11 +233,8 @@ def require_known_objective(session: Session, objective_name: str) -> None:
     answer (no values in the filtered runs), and so does any name in a database without
     objectives, which has nothing to compare it with.
     """
-    if is_known_name(session, "objective", objective_name):
-        return
-    exists = sa.select(RunObjective.id).where(RunObjective.objective_name == objective_name)
-    if session.scalar(exists.limit(1)) is not None:
-        remember_known_name(session, "objective", objective_name)
+    probe = sa.select(RunObjective.id).where(RunObjective.objective_name == objective_name)
+    if name_found(session, "objective", objective_name, probe.limit(1)):
         return
     known = session.scalars(
         sa.select(RunObjective.objective_name).distinct().limit(MAX_KNOWN_NAMES)

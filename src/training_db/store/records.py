@@ -209,6 +209,17 @@ def remember_known_name(session: Session, kind: str, name: str) -> None:
     known.add((kind, name))
 
 
+def name_found(session: Session, kind: str, name: str, probe: Executable) -> bool:
+    """Whether ``name`` (of ``kind``) is in the data: already known (`is_known_name`), or
+    ``probe`` (a one-row select that finds it) returns a row, and then it is remembered."""
+    if is_known_name(session, kind, name):
+        return True
+    if session.scalar(probe) is None:
+        return False
+    remember_known_name(session, kind, name)
+    return True
+
+
 def execute(
     session: Session, statement: Executable, parameters: Mapping[str, Any] | None = None
 ) -> CursorResult[Any]:

@@ -25,7 +25,7 @@ from training_db.core.errors import (
     RunNotFoundError,
 )
 from training_db.core.operations import ALWAYS, Operations, read, write
-from training_db.core.suggest import unknown_name
+from training_db.core.suggest import require_one_of
 from training_db.core.types import utc_now
 from training_db.core.validation import (
     check_text,
@@ -80,14 +80,7 @@ def validate_run_id(run_id: Any) -> str:
 
 
 def validate_status(status: Any) -> str:
-    if status not in RUN_STATUSES:
-        raise unknown_name(
-            f"unknown status {status!r}",
-            str(status),
-            RUN_STATUSES,
-            f"; valid: {', '.join(RUN_STATUSES)}",
-        )
-    return str(status)
+    return require_one_of(status, RUN_STATUSES, f"unknown status {status!r}")
 
 
 # --- reads ------------------------------------------------------------------------------------
