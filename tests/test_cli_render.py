@@ -148,3 +148,5 @@ def test_fitted_tables_drop_columns_rather_than_cut_a_number() -> None:
             assert "not shown at" in text
     assert render.shown_footer(50, 73) == "50 of 73 runs shown — use --limit or --all"
     assert render.shown_footer(6, 6) is None
+    assert render.shown_footer(1, None) == "1 run shown; more match — use --limit or --all"
+    assert render.shown_footer(2, None) == "2 runs shown; more match — use --limit or --all"

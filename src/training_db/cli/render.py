@@ -682,7 +682,8 @@ def shown_footer(shown: int, total: int | None, noun: str = "runs") -> str | Non
     if total is not None and shown >= total:
         return None
     if total is None:
-        return f"{shown} {noun} shown; more match — use --limit or --all"
+        counted = noun.removesuffix("s") if shown == 1 else noun
+        return f"{shown} {counted} shown; more match — use --limit or --all"
     return f"{shown} of {total} {noun} shown — use --limit or --all"
 
 
