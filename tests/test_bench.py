@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from bench import run, workload
+from bench import percall, run, workload
 from bench.context import StorageFigure
 from bench.databases import PG_ENV, pg_admin_url
 from bench.measure import Mismatch, Result, checked, expect, time_calls
 from bench.report import ANALYSIS_END, ANALYSIS_START, existing_analysis, targets
 
+import training_db
 from tests.conftest import PG_ENV as TEST_PG_ENV
+from training_db import safe
 
 SCENARIO_ROWS = (
     "(a) launch",
@@ -46,6 +48,46 @@ def _leftover_bench_databases() -> list[str]:
             return [name for (name,) in names]
     finally:
         engine.dispose()
+
+
+PERCALL_FACES = (
+    "TrainingDB method",
+    "training_db.get_run",
+    "db.read(store.get_run)",
+    "training_db.heartbeat",
+    "db.write(store.heartbeat)",
+    "safe.heartbeat",
+)
+
+
+def test_percall_runs_every_call_and_face(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bench.percall` end to end at a tiny scale: a row per call with the answers checked
+    equal first (a mismatch exits), the target line, and every face; no time is asserted."""
+    if backend == "postgresql":
+        monkeypatch.setenv(PG_ENV, os.environ[TEST_PG_ENV])
+    monkeypatch.setenv("TRAINING_DB_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("TRAINING_DB_SPOOL_REPLAY_INTERVAL", "0")
+    output = tmp_path / "percall.md"
+    arguments = ["--backend", backend, "--scales", "40", "--rounds", "3", "--output", str(output)]
+    try:
+        status = percall.main(arguments)
+    finally:
+        assert safe.drain(60), "safe.heartbeat was still running"
+        default, training_db.api._default = training_db.api._default, None
+        if default is not None:
+            default.dispose()
+
+    assert status == 0
+    report = output.read_text()
+    for label in percall.LABELS.values():
+        assert f"| {backend} | 40 | `{label}` |" in report, label
+    assert f"- {backend}: added cost ≤ {percall.TARGET_MS[backend]} ms per call" in report
+    for face in PERCALL_FACES:
+        assert f"| {backend} | " in report and f"| {face} |" in report, face
+    if backend == "postgresql":
+        assert _leftover_bench_databases() == []
 
 
 def _assert_complete_report(report: str, backend: str) -> None:
