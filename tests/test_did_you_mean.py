@@ -176,6 +176,60 @@ def test_history_keys_in_a_database_without_history(runs: TrainingDB) -> None:
     assert runs.get_history("r0", keys=["train/loss"]) == {"_step": []}
 
 
+@pytest.fixture
+def curves(runs: TrainingDB) -> TrainingDB:
+    """r0 logged train/loss; r1 (batch size 64) logged nothing."""
+    runs.log_history(
+        "r0", {"_step": list(range(30)), "train/loss": [1.0 / (1 + s) for s in range(30)]}
+    )
+    return runs
+
+
+def test_finders_and_plots_suggest_a_metric_no_run_logged(
+    curves: TrainingDB, tmp_path: Path
+) -> None:
+    calls = {
+        "find_plateaued_runs": lambda: curves.find_plateaued_runs("train/los"),
+        "find_runs_with_spikes": lambda: curves.find_runs_with_spikes("train/los"),
+        "plot_runs": lambda: curves.plot_runs(["r0"], "train/los", tmp_path / "a.png"),
+        "plot_groups": lambda: curves.plot_groups("train/los", tmp_path / "b.png"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(UnknownNameError, match="did you mean 'train/loss'") as caught:
+            call()
+        assert caught.value.suggestions == ("train/loss",), name
+    assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
+
+
+def test_finders_and_plots_keep_their_answer_for_a_metric_other_runs_logged(
+    curves: TrainingDB, tmp_path: Path
+) -> None:
+    only_r1 = {"config.training.batch_size": 64}
+    assert curves.find_plateaued_runs("train/loss", only_r1) == []
+    assert curves.find_runs_with_spikes("train/loss", only_r1) == []
+    with pytest.raises(InvalidArgumentError, match="none of the runs logged") as caught:
+        curves.plot_runs(["r1"], "train/loss", tmp_path / "a.png")
+    assert not isinstance(caught.value, UnknownNameError)
+    with pytest.raises(InvalidArgumentError, match="no selected run logged") as caught:
+        curves.plot_groups("train/loss", tmp_path / "b.png", filters=only_r1)
+    assert not isinstance(caught.value, UnknownNameError)
+
+
+def test_finders_in_a_database_without_history(runs: TrainingDB) -> None:
+    assert runs.find_plateaued_runs("train/los") == []
+    assert runs.find_runs_with_spikes("train/los") == []
+
+
+def test_plot_groups_suggests_a_column(curves: TrainingDB, tmp_path: Path) -> None:
+    with pytest.raises(UnknownNameError, match="did you mean 'gradient_method'"):
+        curves.plot_groups("train/loss", tmp_path / "b.png", group_by="gradient_methd")
+
+
+def test_plot_runs_of_a_missing_run(curves: TrainingDB, tmp_path: Path) -> None:
+    with pytest.raises(training_db.RunNotFoundError, match="ghost"):
+        curves.plot_runs(["r0", "ghost"], "train/loss", tmp_path / "a.png")
+
+
 def test_list_metrics(runs: TrainingDB) -> None:
     assert runs.list_metrics() == []
     runs.log_history("r0", {"_step": [0, 10, 20], "train/loss": [1.0, 0.5, 0.4]})

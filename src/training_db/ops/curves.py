@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from training_db.core.errors import InvalidArgumentError
+from training_db.core.errors import InvalidArgumentError, RunNotFoundError
 from training_db.core.operations import Operations, read
+from training_db.core.suggest import unknown_name
 from training_db.db import Database
 from training_db.ops import analysis, plots
 from training_db.store import history as history_store
@@ -36,6 +37,15 @@ def metric_curves(
     return curves
 
 
+def require_known_metric(db: Database, metric: str) -> None:
+    """`UnknownNameError`, with the closest names, when no run at all has logged ``metric``.
+
+    Called when the selected runs have no curve of it: a misspelt name gets its
+    "did you mean", and a name other runs logged keeps the caller's own answer.
+    """
+    db.read(history_store.require_known_metrics, [metric])
+
+
 def find_plateaued_runs(
     db: Database,
     metric: str,
@@ -54,6 +64,8 @@ def find_plateaued_runs(
     """
     runs = db.query_runs(filters, limit=limit)
     curves = metric_curves(db, metric, [run["run_id"] for run in runs])
+    if runs and not curves:
+        require_known_metric(db, metric)
     found = []
     for run in runs:
         curve = curves.get(run["run_id"])
@@ -86,6 +98,8 @@ def find_runs_with_spikes(
     """
     runs = db.query_runs(filters, limit=limit)
     curves = metric_curves(db, metric, [run["run_id"] for run in runs], keep_non_finite=True)
+    if runs and not curves:
+        require_known_metric(db, metric)
     found = []
     for run in runs:
         curve = curves.get(run["run_id"])
@@ -109,10 +123,11 @@ def plot_runs(
     for run_id in run_ids:
         run = db.get_run(run_id)
         if run is None:
-            raise LookupError(f"no training run with run_id={run_id!r}")
+            raise RunNotFoundError(run_id)
         names[run_id] = run["run_name"] or run_id
     curves = metric_curves(db, metric, run_ids)
     if not curves:
+        require_known_metric(db, metric)
         raise InvalidArgumentError(f"none of the runs logged {metric!r}")
     return plots.plot_curves(
         {names[run_id]: curves[run_id] for run_id in run_ids if run_id in curves},
@@ -137,8 +152,11 @@ def plot_groups(
 
     ``group_by`` is a ``training_runs`` column (e.g. ``gradient_method``, ``batch_size``).
     """
-    if group_by not in filterable_columns():
-        raise InvalidArgumentError(f"group_by must be a training_runs column, got {group_by!r}")
+    columns = filterable_columns()
+    if group_by not in columns:
+        raise unknown_name(
+            f"group_by must be a training_runs column, got {group_by!r}", group_by, columns
+        )
     runs = db.query_runs(filters, limit=limit)
     curves = metric_curves(db, metric, [run["run_id"] for run in runs])
     groups: dict[str, list[Curve]] = {}
@@ -146,6 +164,8 @@ def plot_groups(
         if run["run_id"] in curves:
             groups.setdefault(str(run[group_by]), []).append(curves[run["run_id"]])
     if not groups:
+        if runs:
+            require_known_metric(db, metric)
         raise InvalidArgumentError(f"no selected run logged {metric!r}")
     return plots.plot_band(dict(sorted(groups.items())), metric, output, **style)
 
