@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import random
+import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -208,3 +210,30 @@ def test_ints_no_float_can_hold_leave_float_columns_empty(seeded: TrainingDB) ->
         "final_loss",
         "out of range",
     )
+
+
+# --- values and filters beyond a database limit ------------------------------------------------
+
+# Random letters and digits: no compression brings them under PostgreSQL's index row limit.
+INCOMPRESSIBLE = "".join(
+    random.Random(20261202).choices(string.ascii_letters + string.digits, k=5000)
+)
+
+
+def test_an_indexed_value_too_large_for_postgresql_is_a_bad_argument(
+    seeded: TrainingDB, db_url: URL
+) -> None:
+    """PostgreSQL cannot index a 5,000-character host (its limit is ~2.7 kB): the same call
+    fails however often it is retried, so it is InvalidArgumentError, never "unavailable".
+    SQLite has no such limit and stores the value whole."""
+    if db_url.get_backend_name() == "postgresql":
+        error = assert_invalid(
+            seeded, db_url, lambda: seeded.insert_run("big", None, {}, host=INCOMPRESSIBLE), "index"
+        )
+        assert "too large for the database" in str(error)
+        assert_invalid(
+            seeded, db_url, lambda: seeded.log_history("r", {INCOMPRESSIBLE: [1.0]}), "too large"
+        )
+    else:
+        seeded.insert_run("big", None, {}, host=INCOMPRESSIBLE)
+        assert seeded.get_run("big")["host"] == INCOMPRESSIBLE  # type: ignore[index]

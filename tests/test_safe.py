@@ -9,8 +9,10 @@ import json
 import logging
 import math
 import multiprocessing
+import random
 import shutil
 import sqlite3
+import string
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -287,6 +289,25 @@ def test_bad_arguments_are_dropped_not_spooled(
         assert result.error is not None and message in result.error
         assert [r.levelname for r in caplog.records] == ["WARNING"]
         assert "dropped" in caplog.records[0].getMessage()
+    assert not (spool / "spool.jsonl").exists()
+
+
+def test_a_value_too_large_for_the_database_is_dropped_and_blocks_nothing(
+    default_db: TrainingDB, db_url: URL, spool: Path
+) -> None:
+    """A host PostgreSQL cannot index used to read as "database unavailable": the call was
+    spooled and every later call waited behind it. It is a bad argument: dropped."""
+    host = "".join(random.Random(7).choices(string.ascii_letters + string.digits, k=5000))
+    result = safe.insert_run("big", None, {}, host=host)
+    if db_url.get_backend_name() == "postgresql":
+        assert result.status == "dropped"
+        assert result.error is not None and "too large for the database" in result.error
+        assert default_db.get_run("big") is None
+    else:  # SQLite has no index row limit: the value is stored whole
+        assert result.status == "ok"
+        assert default_db.get_run("big")["host"] == host  # type: ignore[index]
+    assert safe.insert_run("after", None, {}).status == "ok"
+    assert default_db.get_run("after") is not None
     assert not (spool / "spool.jsonl").exists()
 
 

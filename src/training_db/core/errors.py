@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import exc as sa_exc
 
@@ -183,10 +183,14 @@ def translated_errors(
     except sa_exc.IntegrityError as exc:
         raise _translate_integrity_error(exc, constraint_errors) from exc
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        if exceeds_a_limit(exc):
+            raise _too_large(exc) from exc
         raise DatabaseUnavailableError(prefix + describe_operational_error(exc)) from exc
     except sa_exc.DisconnectionError as exc:
         raise DatabaseUnavailableError(f"{prefix}database unavailable: {exc}") from exc
     except sa_exc.DBAPIError as exc:  # DataError, ProgrammingError, ...: refused, not down
+        if exceeds_a_limit(exc):
+            raise _too_large(exc) from exc
         if _NOT_A_DATABASE in str(exc.orig).lower():
             raise DatabaseUnavailableError(prefix + describe_operational_error(exc)) from exc
         raise DatabaseWriteError(
@@ -212,6 +216,37 @@ def _translate_integrity_error(
     message = str(exc.orig)
     first_line = message.strip().splitlines()[0] if message.strip() else type(exc.orig).__name__
     return DatabaseWriteError(f"the database rejected the write: {first_line}")
+
+
+# PostgreSQL's class 54, program_limit_exceeded: a value too large for an index row (54000),
+# a statement too deeply nested (54001), too many columns or arguments. SQLite says the same
+# in its message. The same call fails the same way however often it is tried again: the
+# input is too large, the server is not down (docs/reliability.md).
+_PG_LIMIT_CLASS: Final = "54"
+_SQLITE_LIMIT_MESSAGES: Final = (
+    "expression tree is too large",
+    "too many sql variables",
+    "string or blob too big",
+    "too many terms in compound select",
+    "parser stack overflow",
+    "too many columns",
+)
+
+
+def exceeds_a_limit(exc: sa_exc.DBAPIError) -> bool:
+    """Whether the database refused the statement because a value or the statement itself
+    is beyond one of its limits (a bad argument, not an outage)."""
+    code = getattr(exc.orig, "pgcode", None)
+    if isinstance(code, str):
+        return code.startswith(_PG_LIMIT_CLASS)
+    text = str(exc.orig).lower()
+    return any(message in text for message in _SQLITE_LIMIT_MESSAGES)
+
+
+def _too_large(exc: sa_exc.DBAPIError) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"a value or filter is too large for the database: {_first_line(exc)}"
+    )
 
 
 def describe_operational_error(exc: sa_exc.DBAPIError) -> str:
